@@ -1,0 +1,129 @@
+"""Database plumbing: one `MetaData` per service database, engines, transactions with retry, unit of work.
+
+SQLite is the embedded default (WAL, synchronous=FULL, foreign keys on, writers take `BEGIN IMMEDIATE`
+so that a read-then-write never upgrades a lock mid-transaction); PostgreSQL is production (psycopg 3,
+READ COMMITTED with explicit row locks taken in a fixed order). A transaction that loses a deadlock or
+serialisation race, or finds SQLite busy, is retried a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: The platform service's database: ledger, payments, lending, co-lending, scoring.
+PLATFORM_METADATA = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+#: How many times a transaction that lost a race is tried again before the error surfaces.
+TRANSACTION_RETRIES_MAX = 8
+#: SQLite waits this long for the write lock before reporting busy.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+T = TypeVar("T")
+
+
+def normalise_url(url: str) -> str:
+    """Accept `postgresql://` and `postgres://` and use the psycopg 3 driver for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in {"40001", "40P01", "55P03"}:
+        return True
+    text = str(orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+class Database:
+    """An engine for one service database plus the transaction helpers every repository uses."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = normalise_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.is_postgres = self.url.startswith("postgresql")
+        if self.is_sqlite:
+            self.engine: Engine = sa.create_engine(
+                self.url,
+                echo=echo,
+                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                pool_size=pool_size,
+                max_overflow=pool_size * 2,
+            )
+            _install_sqlite_hooks(self.engine)
+        else:
+            self.engine = sa.create_engine(
+                self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+            )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Connection]:
+        """One transaction: committed when the block ends normally, rolled back on any exception."""
+        with self.engine.connect() as conn:
+            if readonly:
+                conn = conn.execution_options(creditstack_readonly=True)
+            with conn.begin():
+                yield conn
+
+    def run(self, work: Callable[[Connection], T], *, readonly: bool = False) -> T:
+        """Run `work` in a transaction, retrying lost races (deadlock, serialisation, SQLite busy)."""
+        attempt = 0
+        while True:
+            try:
+                with self.transaction(readonly=readonly) as conn:
+                    return work(conn)
+            except sa.exc.DBAPIError as exc:
+                attempt += 1
+                if attempt >= TRANSACTION_RETRIES_MAX or not _is_retryable(exc):
+                    raise
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - jitter, not a secret
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("creditstack_readonly"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def driver_connection(conn: Connection) -> Any:
+    """The DB-API connection under an SQLAlchemy connection, for COPY and executemany fast paths."""
+    return conn.connection.driver_connection

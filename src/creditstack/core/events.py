@@ -1,0 +1,95 @@
+"""The transactional outbox: domain events written in the same transaction as the change.
+
+A service collects `DomainEvent`s while it works and calls `flush_events` as the last step before
+commit; the events take consecutive commit-ordered positions (`sequence.take`), so a consumer that reads
+`position > last_seen` never skips a row that committed late. Delivery is at least once: consumers
+record what they processed (`advance_consumer`) in the same transaction as their own effects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from creditstack.core import sequence
+from creditstack.core.tables import CoreTables
+
+#: Largest page a consumer may read at once.
+OUTBOX_PAGE_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    topic: str  # past tense, e.g. "payments.payment_completed"
+    aggregate_id: str
+    business_date: date
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    position: int
+    topic: str
+    aggregate_id: str
+    business_date: date
+    created_at: datetime
+    payload: dict[str, Any]
+
+
+def flush_events(conn: Connection, tables: CoreTables, events: Sequence[DomainEvent], now: datetime) -> None:
+    """Write `events` with consecutive positions. Call as the last write before commit."""
+    if not events:
+        return
+    first = sequence.take(conn, tables, "outbox", len(events))
+    conn.execute(
+        tables.outbox.insert(),
+        [
+            {
+                "position": first + i,
+                "topic": e.topic,
+                "aggregate_id": e.aggregate_id,
+                "business_date": e.business_date,
+                "created_at": now,
+                "payload": e.payload,
+            }
+            for i, e in enumerate(events)
+        ],
+    )
+
+
+def read_after(
+    conn: Connection, tables: CoreTables, position: int, *, topics: Iterable[str] | None = None, limit: int = 1000
+) -> list[StoredEvent]:
+    o = tables.outbox.c
+    query = sa.select(tables.outbox).where(o.position > position).order_by(o.position).limit(
+        min(limit, OUTBOX_PAGE_MAX)
+    )
+    if topics is not None:
+        query = query.where(o.topic.in_(list(topics)))
+    return [
+        StoredEvent(r.position, r.topic, r.aggregate_id, r.business_date, r.created_at, r.payload)
+        for r in conn.execute(query)
+    ]
+
+
+def consumer_position(conn: Connection, tables: CoreTables, consumer: str, *, lock: bool = False) -> int:
+    c = tables.outbox_consumers.c
+    query = sa.select(c.position).where(c.consumer == consumer)
+    if lock:
+        query = query.with_for_update()
+    value = conn.execute(query).scalar_one_or_none()
+    return int(value) if value is not None else 0
+
+
+def advance_consumer(conn: Connection, tables: CoreTables, consumer: str, position: int, now: datetime) -> None:
+    c = tables.outbox_consumers.c
+    updated = conn.execute(
+        sa.update(tables.outbox_consumers).where(c.consumer == consumer).values(position=position, updated_at=now)
+    ).rowcount
+    if not updated:
+        conn.execute(tables.outbox_consumers.insert().values(consumer=consumer, position=position, updated_at=now))

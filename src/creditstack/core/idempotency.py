@@ -1,0 +1,71 @@
+"""Idempotency keys: the first outcome of a request is stored with a hash of its canonical form.
+
+A replay with the same request returns the stored outcome; the same key with a different request is
+`idempotency.key_reused`. Keys are unique per (member, key). A request refused by validation before it
+runs stores nothing (the caller may fix it and reuse the key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from creditstack.core.errors import IdempotencyKeyReused, ValidationFailed
+from creditstack.core.tables import CoreTables
+
+#: Longest idempotency key accepted.
+IDEMPOTENCY_KEY_LENGTH_MAX = 200
+
+
+class InvalidIdempotencyKey(ValidationFailed):
+    """The idempotency key is missing, empty, too long or has characters outside printable ASCII."""
+
+    code = "idempotency.invalid_key"
+
+
+def check_key(key: object) -> str:
+    if not isinstance(key, str) or not key or len(key) > IDEMPOTENCY_KEY_LENGTH_MAX:
+        raise InvalidIdempotencyKey(
+            f"idempotency key must be 1..{IDEMPOTENCY_KEY_LENGTH_MAX} characters", field="idempotency_key"
+        )
+    if not all(32 < ord(ch) < 127 for ch in key):
+        raise InvalidIdempotencyKey("idempotency key must be printable ASCII without spaces",
+                                    field="idempotency_key")
+    return key
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def request_hash(operation: str, request: Any) -> str:
+    return hashlib.sha256(f"{operation}\n{canonical_json(request)}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    request_hash: str
+    operation: str
+    status_code: int
+    outcome: dict[str, Any]
+
+    def replay(self, expected_hash: str, key: str) -> StoredOutcome:
+        if self.request_hash != expected_hash:
+            raise IdempotencyKeyReused(f"key {key!r} was used before with a different request",
+                                       field="idempotency_key")
+        return self
+
+
+def lookup(conn: Connection, tables: CoreTables, member: str, key: str) -> StoredOutcome | None:
+    k = tables.idempotency_keys.c
+    row = conn.execute(
+        sa.select(k.request_hash, k.operation, k.status_code, k.outcome).where(k.member == member, k.key == key)
+    ).one_or_none()
+    if row is None:
+        return None
+    return StoredOutcome(row.request_hash, row.operation, row.status_code, row.outcome)

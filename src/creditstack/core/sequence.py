@@ -1,0 +1,45 @@
+"""Commit-ordered, gapless counters (the journal sequence and the outbox position).
+
+`take(conn, name, n)` must be the last write of a transaction before commit: it updates one row, whose
+lock is then held until commit, so the next transaction to take numbers waits for this one to commit.
+Numbers therefore become visible in the order they were taken and none is skipped (a rolled-back
+transaction returns its numbers with the rollback). This is the one serialisation point per database;
+batches amortise it by taking n numbers at once.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from creditstack.core.tables import CoreTables
+
+COUNTER_NAMES = ("journal", "outbox")
+
+
+def ensure_counters(conn: Connection, tables: CoreTables) -> None:
+    existing = {r[0] for r in conn.execute(sa.select(tables.commit_counters.c.name))}
+    for name in COUNTER_NAMES:
+        if name not in existing:
+            conn.execute(tables.commit_counters.insert().values(name=name, value=0))
+
+
+def take(conn: Connection, tables: CoreTables, name: str, n: int) -> int:
+    """Reserve `n` consecutive numbers; returns the first. Call as the last write before commit."""
+    if n <= 0:
+        raise ValueError("take needs n >= 1")
+    c = tables.commit_counters.c
+    row = conn.execute(
+        sa.update(tables.commit_counters)
+        .where(c.name == name)
+        .values(value=c.value + n)
+        .returning(c.value)
+    ).one()
+    last = int(row[0])
+    return last - n + 1
+
+
+def current(conn: Connection, tables: CoreTables, name: str) -> int:
+    c = tables.commit_counters.c
+    value = conn.execute(sa.select(c.value).where(c.name == name)).scalar_one_or_none()
+    return int(value or 0)

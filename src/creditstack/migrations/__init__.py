@@ -1,0 +1,1 @@
+"""Alembic environments, one per service database (platform now; bureau and supervisor later)."""
