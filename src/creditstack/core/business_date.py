@@ -50,14 +50,10 @@ def current(conn: Connection, tables: CoreTables, service: str) -> date:
 def advance(conn: Connection, tables: CoreTables, service: str, to: date, now: datetime) -> date:
     """Move the business date forward to `to` (EOD and the simulation clock only)."""
     bd = tables.business_dates.c
-    row = conn.execute(
-        sa.select(bd.business_date).where(bd.service == service).with_for_update()
-    ).scalar_one_or_none()
+    row = conn.execute(sa.select(bd.business_date).where(bd.service == service).with_for_update()).scalar_one_or_none()
     if row is None:
         raise BusinessDateNotSet(f"service {service!r} has no business date")
     if to < row:
         raise BusinessDateBackwards(f"business date cannot move back from {row} to {to}")
-    conn.execute(
-        sa.update(tables.business_dates).where(bd.service == service).values(business_date=to, updated_at=now)
-    )
+    conn.execute(sa.update(tables.business_dates).where(bd.service == service).values(business_date=to, updated_at=now))
     return to

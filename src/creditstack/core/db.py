@@ -41,7 +41,7 @@ def normalise_url(url: str) -> str:
     """Accept `postgresql://` and `postgres://` and use the psycopg 3 driver for them."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -82,9 +82,8 @@ class Database:
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[Connection]:
         """One transaction: committed when the block ends normally, rolled back on any exception."""
-        with self.engine.connect() as conn:
-            if readonly:
-                conn = conn.execution_options(creditstack_readonly=True)
+        with self.engine.connect() as raw:
+            conn = raw.execution_options(creditstack_readonly=True) if readonly else raw
             with conn.begin():
                 yield conn
 
@@ -99,7 +98,7 @@ class Database:
                 attempt += 1
                 if attempt >= TRANSACTION_RETRIES_MAX or not _is_retryable(exc):
                     raise
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - jitter, not a secret
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -63,11 +63,16 @@ def flush_events(conn: Connection, tables: CoreTables, events: Sequence[DomainEv
 
 
 def read_after(
-    conn: Connection, tables: CoreTables, position: int, *, topics: Iterable[str] | None = None, limit: int = 1000
+    conn: Connection,
+    tables: CoreTables,
+    position: int,
+    *,
+    topics: Iterable[str] | None = None,
+    limit: int = 1000,
 ) -> list[StoredEvent]:
     o = tables.outbox.c
-    query = sa.select(tables.outbox).where(o.position > position).order_by(o.position).limit(
-        min(limit, OUTBOX_PAGE_MAX)
+    query = (
+        sa.select(tables.outbox).where(o.position > position).order_by(o.position).limit(min(limit, OUTBOX_PAGE_MAX))
     )
     if topics is not None:
         query = query.where(o.topic.in_(list(topics)))

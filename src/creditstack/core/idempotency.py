@@ -34,8 +34,7 @@ def check_key(key: object) -> str:
             f"idempotency key must be 1..{IDEMPOTENCY_KEY_LENGTH_MAX} characters", field="idempotency_key"
         )
     if not all(32 < ord(ch) < 127 for ch in key):
-        raise InvalidIdempotencyKey("idempotency key must be printable ASCII without spaces",
-                                    field="idempotency_key")
+        raise InvalidIdempotencyKey("idempotency key must be printable ASCII without spaces", field="idempotency_key")
     return key
 
 
@@ -56,8 +55,7 @@ class StoredOutcome:
 
     def replay(self, expected_hash: str, key: str) -> StoredOutcome:
         if self.request_hash != expected_hash:
-            raise IdempotencyKeyReused(f"key {key!r} was used before with a different request",
-                                       field="idempotency_key")
+            raise IdempotencyKeyReused(f"key {key!r} was used before with a different request", field="idempotency_key")
         return self
 
 

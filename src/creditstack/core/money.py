@@ -3,8 +3,8 @@
 `Money` never holds a float. Arithmetic between different currencies raises, and so does multiplying by a
 float. Splitting uses the largest-remainder method so that the parts always sum to the whole:
 
->>> Money(100, CNY).allocate([1, 1, 1])
-[Money(amount_minor=34, currency=Currency(code='CNY', exponent=2)), Money(amount_minor=33, currency=Currency(code='CNY', exponent=2)), Money(amount_minor=33, currency=Currency(code='CNY', exponent=2))]
+>>> [part.amount_minor for part in Money(100, CNY).allocate([1, 1, 1])]
+[34, 33, 33]
 
 `Decimal` is used where a rate multiplies an amount; the one rounding point is `round_minor`, half-even
 unless a rule names another mode.
@@ -26,11 +26,52 @@ STORED_AMOUNT_MINOR_MAX = 2**63 - 1
 
 # ISO 4217 minor-unit exponents of the currencies the platform knows (ISO 4217 list one, 2024).
 _EXPONENTS: dict[str, int] = {
-    "AED": 2, "AUD": 2, "BHD": 3, "BRL": 2, "CAD": 2, "CHF": 2, "CLP": 0, "CNY": 2, "CZK": 2, "DKK": 2,
-    "EUR": 2, "GBP": 2, "HKD": 2, "HUF": 2, "IDR": 2, "INR": 2, "ISK": 0, "JOD": 3, "JPY": 0, "KES": 2,
-    "KRW": 0, "KWD": 3, "LKR": 2, "MXN": 2, "MYR": 2, "NGN": 2, "NOK": 2, "NZD": 2, "OMR": 3, "PHP": 2,
-    "PKR": 2, "PLN": 2, "RUB": 2, "SAR": 2, "SEK": 2, "SGD": 2, "THB": 2, "TND": 3, "TRY": 2, "TWD": 2,
-    "UGX": 0, "USD": 2, "VND": 0, "XAF": 0, "XOF": 0, "ZAR": 2,
+    "AED": 2,
+    "AUD": 2,
+    "BHD": 3,
+    "BRL": 2,
+    "CAD": 2,
+    "CHF": 2,
+    "CLP": 0,
+    "CNY": 2,
+    "CZK": 2,
+    "DKK": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "HKD": 2,
+    "HUF": 2,
+    "IDR": 2,
+    "INR": 2,
+    "ISK": 0,
+    "JOD": 3,
+    "JPY": 0,
+    "KES": 2,
+    "KRW": 0,
+    "KWD": 3,
+    "LKR": 2,
+    "MXN": 2,
+    "MYR": 2,
+    "NGN": 2,
+    "NOK": 2,
+    "NZD": 2,
+    "OMR": 3,
+    "PHP": 2,
+    "PKR": 2,
+    "PLN": 2,
+    "RUB": 2,
+    "SAR": 2,
+    "SEK": 2,
+    "SGD": 2,
+    "THB": 2,
+    "TND": 3,
+    "TRY": 2,
+    "TWD": 2,
+    "UGX": 0,
+    "USD": 2,
+    "VND": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "ZAR": 2,
 }
 
 
@@ -47,9 +88,15 @@ class CurrencyMismatch(ValidationFailed):
 
 
 class InvalidAmount(ValidationFailed):
-    """An amount is not an integer number of minor units within range (floats and strings included)."""
+    """An amount is not an integer number of minor units (floats, strings and booleans included)."""
 
     code = "money.invalid_amount"
+
+
+class AmountOutOfRange(InvalidAmount):
+    """An amount is outside the range that can be carried exactly (±(2**53 − 1) on the wire)."""
+
+    code = "money.amount_out_of_range"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +133,11 @@ def known_currency_codes() -> frozenset[str]:
 def check_amount_minor(value: object, *, field: str = "amount_minor", limit: int = STORED_AMOUNT_MINOR_MAX) -> int:
     """Return `value` if it is a true int (not bool, float or str) with |value| <= limit, else raise."""
     if type(value) is not int:
-        raise InvalidAmount(f"{field} must be an integer number of minor units, got {type(value).__name__}",
-                            field=field)
+        raise InvalidAmount(
+            f"{field} must be an integer number of minor units, got {type(value).__name__}", field=field
+        )
     if not -limit <= value <= limit:
-        raise InvalidAmount(f"{field} {value} is outside ±{limit}", field=field)
+        raise AmountOutOfRange(f"{field} {value} is outside ±{limit}", field=field)
     return value
 
 

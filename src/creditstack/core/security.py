@@ -41,8 +41,7 @@ def parse_role(text: str) -> Role:
     try:
         return Role(text)
     except ValueError as exc:
-        raise UnknownRole(f"unknown role {text!r}; roles: {', '.join(r.value for r in Role)}",
-                          field="role") from exc
+        raise UnknownRole(f"unknown role {text!r}; roles: {', '.join(r.value for r in Role)}", field="role") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,10 +30,7 @@ def take(conn: Connection, tables: CoreTables, name: str, n: int) -> int:
         raise ValueError("take needs n >= 1")
     c = tables.commit_counters.c
     row = conn.execute(
-        sa.update(tables.commit_counters)
-        .where(c.name == name)
-        .values(value=c.value + n)
-        .returning(c.value)
+        sa.update(tables.commit_counters).where(c.name == name).values(value=c.value + n).returning(c.value)
     ).one()
     last = int(row[0])
     return last - n + 1

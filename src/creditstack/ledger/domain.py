@@ -232,8 +232,14 @@ class PostEntry(Command):
 
 
 def transfer(
-    member: str, key: str, debit_account_id: int, credit_account_id: int, amount_minor: int, currency: str,
-    description: str = "", metadata: dict[str, Any] | None = None,
+    member: str,
+    key: str,
+    debit_account_id: int,
+    credit_account_id: int,
+    amount_minor: int,
+    currency: str,
+    description: str = "",
+    metadata: dict[str, Any] | None = None,
 ) -> PostEntry:
     """A two-posting entry: debit one account, credit another."""
     return PostEntry(
@@ -469,13 +475,14 @@ def _apply_postings(state: LedgerState, postings: Sequence[PostingSpec]) -> None
         account.check_available(amount)
 
 
-def _decide(state: LedgerState, command: Command, hold_changes: dict[str, HoldChange]) -> tuple[NewEntry | None, str | None]:
+def _decide(
+    state: LedgerState, command: Command, hold_changes: dict[str, HoldChange]
+) -> tuple[NewEntry | None, str | None]:
     """Apply one command to `state` or raise a business error (state may then be partly changed:
     the caller restores it)."""
     if isinstance(command, PostEntry):
         _apply_postings(state, command.postings)
-        entry = NewEntry(command.member, command.key, "entry", command.postings, command.description,
-                         command.metadata)
+        entry = NewEntry(command.member, command.key, "entry", command.postings, command.description, command.metadata)
         return entry, None
     if isinstance(command, ReserveHold):
         if command.expires_at is not None and command.expires_at <= state.now:
@@ -489,20 +496,29 @@ def _decide(state: LedgerState, command: Command, hold_changes: dict[str, HoldCh
         if credit.reduces(Side.CREDIT):
             credit.check_available(command.amount_minor)
         hold_id = state.new_hold_ids.pop(0)
-        hold = HoldState(hold_id, debit.id, credit.id, command.currency, command.amount_minor,
-                         HoldStatus.PENDING, command.expires_at)
+        hold = HoldState(
+            hold_id,
+            debit.id,
+            credit.id,
+            command.currency,
+            command.amount_minor,
+            HoldStatus.PENDING,
+            command.expires_at,
+        )
         state.holds[hold_id] = hold
         hold_changes[hold_id] = HoldChange(hold, new=True)
         return None, hold_id
     if isinstance(command, PostHold | VoidHold):
-        hold = state.holds.get(command.hold_id)
-        if hold is None:
+        found = state.holds.get(command.hold_id)
+        if found is None:
             raise errors.HoldNotFound(f"no hold {command.hold_id!r}", hold_id=command.hold_id)
+        hold = found
         if hold.status is HoldStatus.EXPIRED:
             raise errors.HoldExpired(f"hold {hold.id} expired at {hold.expires_at}", hold_id=hold.id)
         if hold.status is not HoldStatus.PENDING:
-            raise errors.HoldNotPending(f"hold {hold.id} is {hold.status.value}", hold_id=hold.id,
-                                        hold_status=hold.status.value)
+            raise errors.HoldNotPending(
+                f"hold {hold.id} is {hold.status.value}", hold_id=hold.id, hold_status=hold.status.value
+            )
         change = hold_changes.setdefault(hold.id, HoldChange(hold, new=False))
         if isinstance(command, VoidHold):
             _release(state, hold)
@@ -512,7 +528,9 @@ def _decide(state: LedgerState, command: Command, hold_changes: dict[str, HoldCh
         if amount > hold.amount_minor:
             raise errors.HoldAmountExceeded(
                 f"hold {hold.id} holds {hold.amount_minor}; cannot post {amount}",
-                hold_id=hold.id, held_minor=hold.amount_minor, requested_minor=amount,
+                hold_id=hold.id,
+                held_minor=hold.amount_minor,
+                requested_minor=amount,
             )
         _release(state, hold)
         postings = (
@@ -522,8 +540,7 @@ def _decide(state: LedgerState, command: Command, hold_changes: dict[str, HoldCh
         _apply_postings(state, postings)
         hold.status = HoldStatus.POSTED
         hold.posted_amount_minor = amount
-        entry = NewEntry(command.member, command.key, "hold_post", postings, command.description, {},
-                         hold_id=hold.id)
+        entry = NewEntry(command.member, command.key, "hold_post", postings, command.description, {}, hold_id=hold.id)
         change.entry = entry
         return entry, hold.id
     if isinstance(command, ReverseEntry):
@@ -531,17 +548,24 @@ def _decide(state: LedgerState, command: Command, hold_changes: dict[str, HoldCh
         if original is None:
             raise errors.EntryNotFound(f"no entry {command.entry_seq}", entry_seq=command.entry_seq)
         if original.reversed:
-            raise errors.EntryAlreadyReversed(f"entry {command.entry_seq} is already reversed",
-                                              entry_seq=command.entry_seq)
+            raise errors.EntryAlreadyReversed(
+                f"entry {command.entry_seq} is already reversed", entry_seq=command.entry_seq
+            )
         mirrored = tuple(
-            PostingSpec(p.account_id, Side.CREDIT if p.side is Side.DEBIT else Side.DEBIT, p.amount_minor,
-                        p.currency)
+            PostingSpec(p.account_id, Side.CREDIT if p.side is Side.DEBIT else Side.DEBIT, p.amount_minor, p.currency)
             for p in original.postings
         )
         _apply_postings(state, mirrored)
         original.reversed = True
-        entry = NewEntry(command.member, command.key, "reversal", mirrored, command.description, {},
-                         reverses_seq=original.seq)
+        entry = NewEntry(
+            command.member,
+            command.key,
+            "reversal",
+            mirrored,
+            command.description,
+            {},
+            reverses_seq=original.seq,
+        )
         return entry, None
     raise ValidationFailed(f"unknown command {type(command).__name__}")
 
@@ -601,12 +625,12 @@ def evaluate(state: LedgerState, groups: Sequence[Sequence[Outcome]]) -> Decisio
                     undo.reversed.append(state.entries[seq])
             new_hold_ids_before = list(state.new_hold_ids)
             try:
-                entry, hold_id = _decide(state, outcome.command, group_hold_changes)
+                entry, new_hold_id = _decide(state, outcome.command, group_hold_changes)
             except CreditstackError as exc:
                 outcome.error = exc
             else:
                 outcome.entry = entry
-                outcome.hold_id = hold_id
+                outcome.hold_id = new_hold_id
                 if entry is not None:
                     group_entries.append(entry)
             if outcome.error is not None:

@@ -74,8 +74,9 @@ def lookup_keys(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[tupl
             )
         else:
             rows = conn.execute(
-                sa.select(k.c.member, k.c.key, k.c.request_hash, k.c.operation, k.c.status_code, k.c.outcome)
-                .where(sa.tuple_(k.c.member, k.c.key).in_(list(chunk)))
+                sa.select(k.c.member, k.c.key, k.c.request_hash, k.c.operation, k.c.status_code, k.c.outcome).where(
+                    sa.tuple_(k.c.member, k.c.key).in_(list(chunk))
+                )
             )
         for row in rows:
             outcome = row.outcome if isinstance(row.outcome, dict) else json.loads(row.outcome)
@@ -87,14 +88,30 @@ def lookup_keys(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[tupl
 
 
 def insert_account(
-    conn: Connection, *, code: str, member: str, currency: str, type: AccountType, no_overdraft: bool,
-    credit_limit_minor: int, uses_deltas: bool, metadata: dict[str, Any], now: datetime,
+    conn: Connection,
+    *,
+    code: str,
+    member: str,
+    currency: str,
+    type: AccountType,
+    no_overdraft: bool,
+    credit_limit_minor: int,
+    uses_deltas: bool,
+    metadata: dict[str, Any],
+    now: datetime,
 ) -> int:
     result = conn.execute(
         t.accounts.insert()
         .values(
-            code=code, member=member, currency=currency, type=type.value, no_overdraft=no_overdraft,
-            credit_limit_minor=credit_limit_minor, uses_deltas=uses_deltas, metadata=metadata, created_at=now,
+            code=code,
+            member=member,
+            currency=currency,
+            type=type.value,
+            no_overdraft=no_overdraft,
+            credit_limit_minor=credit_limit_minor,
+            uses_deltas=uses_deltas,
+            metadata=metadata,
+            created_at=now,
         )
         .returning(t.accounts.c.id)
     )
@@ -107,17 +124,30 @@ def account_code_exists(conn: Connection, code: str) -> bool:
 
 def _state(row: Any) -> AccountState:
     return AccountState(
-        id=int(row.id), currency=row.currency, type=AccountType(row.type), no_overdraft=bool(row.no_overdraft),
-        credit_limit_minor=int(row.credit_limit_minor), uses_deltas=bool(row.uses_deltas),
-        debits_posted=int(row.debits_posted), credits_posted=int(row.credits_posted),
-        debits_pending=int(row.debits_pending), credits_pending=int(row.credits_pending),
+        id=int(row.id),
+        currency=row.currency,
+        type=AccountType(row.type),
+        no_overdraft=bool(row.no_overdraft),
+        credit_limit_minor=int(row.credit_limit_minor),
+        uses_deltas=bool(row.uses_deltas),
+        debits_posted=int(row.debits_posted),
+        credits_posted=int(row.credits_posted),
+        debits_pending=int(row.debits_pending),
+        credits_pending=int(row.credits_pending),
     )
 
 
 _ACCOUNT_STATE_COLUMNS = (
-    t.accounts.c.id, t.accounts.c.currency, t.accounts.c.type, t.accounts.c.no_overdraft,
-    t.accounts.c.credit_limit_minor, t.accounts.c.uses_deltas, t.accounts.c.debits_posted,
-    t.accounts.c.credits_posted, t.accounts.c.debits_pending, t.accounts.c.credits_pending,
+    t.accounts.c.id,
+    t.accounts.c.currency,
+    t.accounts.c.type,
+    t.accounts.c.no_overdraft,
+    t.accounts.c.credit_limit_minor,
+    t.accounts.c.uses_deltas,
+    t.accounts.c.debits_posted,
+    t.accounts.c.credits_posted,
+    t.accounts.c.debits_pending,
+    t.accounts.c.credits_pending,
 )
 
 
@@ -161,8 +191,10 @@ def unfolded_deltas(conn: Connection, account_ids: Sequence[int] | None = None) 
     d = t.balance_deltas.c
     query = sa.select(
         d.account_id,
-        sa.func.sum(d.debits_posted), sa.func.sum(d.credits_posted),
-        sa.func.sum(d.debits_pending), sa.func.sum(d.credits_pending),
+        sa.func.sum(d.debits_posted),
+        sa.func.sum(d.credits_posted),
+        sa.func.sum(d.debits_pending),
+        sa.func.sum(d.credits_pending),
     ).group_by(d.account_id)
     if account_ids is not None:
         query = query.where(d.account_id.in_(list(account_ids)))
@@ -190,9 +222,14 @@ def expired_unswept(conn: Connection, account_id: int, now: datetime) -> tuple[i
 
 def _hold(row: Any) -> HoldState:
     return HoldState(
-        id=row.id, debit_account_id=int(row.debit_account_id), credit_account_id=int(row.credit_account_id),
-        currency=row.currency, amount_minor=int(row.amount_minor), status=HoldStatus(row.status),
-        expires_at=_aware(row.expires_at), posted_amount_minor=int(row.posted_amount_minor),
+        id=row.id,
+        debit_account_id=int(row.debit_account_id),
+        credit_account_id=int(row.credit_account_id),
+        currency=row.currency,
+        amount_minor=int(row.amount_minor),
+        status=HoldStatus(row.status),
+        expires_at=_aware(row.expires_at),
+        posted_amount_minor=int(row.posted_amount_minor),
     )
 
 
@@ -266,12 +303,20 @@ def write_batch(conn: Connection, batch: BatchWrite) -> None:
             t.holds.insert(),
             [
                 {
-                    "id": c.hold.id, "member": _hold_member(decisions, c.hold.id),
+                    "id": c.hold.id,
+                    "member": _hold_member(decisions, c.hold.id),
                     "idempotency_key": _hold_key(decisions, c.hold.id),
-                    "debit_account_id": c.hold.debit_account_id, "credit_account_id": c.hold.credit_account_id,
-                    "currency": c.hold.currency, "amount_minor": c.hold.amount_minor, "status": "pending",
-                    "expires_at": c.hold.expires_at, "business_date": batch.business_date,
-                    "created_at": batch.now, "closed_at": None, "posted_amount_minor": 0, "post_entry_seq": None,
+                    "debit_account_id": c.hold.debit_account_id,
+                    "credit_account_id": c.hold.credit_account_id,
+                    "currency": c.hold.currency,
+                    "amount_minor": c.hold.amount_minor,
+                    "status": "pending",
+                    "expires_at": c.hold.expires_at,
+                    "business_date": batch.business_date,
+                    "created_at": batch.now,
+                    "closed_at": None,
+                    "posted_amount_minor": 0,
+                    "post_entry_seq": None,
                     "description": _hold_description(decisions, c.hold.id),
                 }
                 for c in new_holds
@@ -283,9 +328,7 @@ def write_batch(conn: Connection, batch: BatchWrite) -> None:
         for i, entry in enumerate(decisions.entries):
             entry.seq = first + i
         _insert_entries(conn, batch)
-    closed = [
-        c for c in decisions.hold_changes.values() if c.hold.status is not HoldStatus.PENDING
-    ]
+    closed = [c for c in decisions.hold_changes.values() if c.hold.status is not HoldStatus.PENDING]
     expired_ids = [i for i in decisions.expired_hold_ids if i not in decisions.hold_changes]
     if closed or expired_ids:
         h = t.holds.c
@@ -293,14 +336,19 @@ def write_batch(conn: Connection, batch: BatchWrite) -> None:
             sa.update(t.holds)
             .where(h.id == sa.bindparam("b_id"))
             .values(
-                status=sa.bindparam("b_status"), closed_at=sa.bindparam("b_closed_at"),
-                posted_amount_minor=sa.bindparam("b_posted"), post_entry_seq=sa.bindparam("b_seq"),
+                status=sa.bindparam("b_status"),
+                closed_at=sa.bindparam("b_closed_at"),
+                posted_amount_minor=sa.bindparam("b_posted"),
+                post_entry_seq=sa.bindparam("b_seq"),
             )
         )
         rows = [
             {
-                "b_id": c.hold.id, "b_status": c.hold.status.value, "b_closed_at": batch.now,
-                "b_posted": c.hold.posted_amount_minor, "b_seq": c.entry.seq if c.entry is not None else None,
+                "b_id": c.hold.id,
+                "b_status": c.hold.status.value,
+                "b_closed_at": batch.now,
+                "b_posted": c.hold.posted_amount_minor,
+                "b_seq": c.entry.seq if c.entry is not None else None,
             }
             for c in closed
         ] + [
@@ -342,8 +390,10 @@ def _write_balances(conn: Connection, batch: BatchWrite) -> None:
             deltas.append(
                 {
                     "account_id": account_id,
-                    "debits_posted": after[0] - before[0], "credits_posted": after[1] - before[1],
-                    "debits_pending": after[2] - before[2], "credits_pending": after[3] - before[3],
+                    "debits_posted": after[0] - before[0],
+                    "credits_posted": after[1] - before[1],
+                    "debits_pending": after[2] - before[2],
+                    "credits_pending": after[3] - before[3],
                 }
             )
         else:
@@ -358,8 +408,13 @@ def _write_balances(conn: Connection, batch: BatchWrite) -> None:
                     "CAST(:dp AS bigint[]), CAST(:cp AS bigint[]), CAST(:dq AS bigint[]), CAST(:cq AS bigint[])) "
                     "AS v(id, dp, cp, dq, cq) WHERE a.id = v.id"
                 ),
-                {"ids": list(cols[0]), "dp": list(cols[1]), "cp": list(cols[2]), "dq": list(cols[3]),
-                 "cq": list(cols[4])},
+                {
+                    "ids": list(cols[0]),
+                    "dp": list(cols[1]),
+                    "cp": list(cols[2]),
+                    "dq": list(cols[3]),
+                    "cq": list(cols[4]),
+                },
             )
         else:
             cur = driver_connection(conn).cursor()
@@ -384,8 +439,20 @@ def _insert_entries(conn: Connection, batch: BatchWrite) -> None:
                 "description, metadata, reverses_seq, hold_id) FROM STDIN"
             ) as copy:
                 for e in entries:
-                    copy.write_row((e.seq, e.member, e.key, e.kind, bd, now, e.description,
-                                    json.dumps(e.metadata), e.reverses_seq, e.hold_id))
+                    copy.write_row(
+                        (
+                            e.seq,
+                            e.member,
+                            e.key,
+                            e.kind,
+                            bd,
+                            now,
+                            e.description,
+                            json.dumps(e.metadata),
+                            e.reverses_seq,
+                            e.hold_id,
+                        )
+                    )
             with cur.copy(
                 "COPY ledger_postings (entry_seq, leg, account_id, side, amount_minor, currency) FROM STDIN"
             ) as copy:
@@ -399,14 +466,29 @@ def _insert_entries(conn: Connection, batch: BatchWrite) -> None:
     cur.executemany(
         "INSERT INTO ledger_entries (seq, member, idempotency_key, kind, business_date, committed_at, "
         "description, metadata, reverses_seq, hold_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        [(e.seq, e.member, e.key, e.kind, bd_text, now_text, e.description, json.dumps(e.metadata),
-          e.reverses_seq, e.hold_id) for e in entries],
+        [
+            (
+                e.seq,
+                e.member,
+                e.key,
+                e.kind,
+                bd_text,
+                now_text,
+                e.description,
+                json.dumps(e.metadata),
+                e.reverses_seq,
+                e.hold_id,
+            )
+            for e in entries
+        ],
     )
     cur.executemany(
-        "INSERT INTO ledger_postings (entry_seq, leg, account_id, side, amount_minor, currency) "
-        "VALUES (?,?,?,?,?,?)",
-        [(e.seq, leg, p.account_id, p.side.code, p.amount_minor, p.currency)
-         for e in entries for leg, p in enumerate(e.postings)],
+        "INSERT INTO ledger_postings (entry_seq, leg, account_id, side, amount_minor, currency) VALUES (?,?,?,?,?,?)",
+        [
+            (e.seq, leg, p.account_id, p.side.code, p.amount_minor, p.currency)
+            for e in entries
+            for leg, p in enumerate(e.postings)
+        ],
     )
     cur.close()
 
@@ -414,18 +496,28 @@ def _insert_entries(conn: Connection, batch: BatchWrite) -> None:
 def _insert_keys(conn: Connection, batch: BatchWrite) -> None:
     bd_text = batch.business_date.isoformat()
     rows = [
-        (o.command.member, o.command.key, o.request_hash, o.command.operation, o.status_code,
-         json.dumps(o.to_json(bd_text), separators=(",", ":")))
-        for o in batch.decisions.outcomes if not o.replayed
+        (
+            o.command.member,
+            o.command.key,
+            o.request_hash,
+            o.command.operation,
+            o.status_code,
+            json.dumps(o.to_json(bd_text), separators=(",", ":")),
+        )
+        for o in batch.decisions.outcomes
+        if not o.replayed
     ]
     if not rows:
         return
     if _is_pg(conn):
         raw = driver_connection(conn)
-        with raw.cursor() as cur, cur.copy(
-            "COPY idempotency_keys (member, key, request_hash, operation, status_code, outcome, created_at) "
-            "FROM STDIN"
-        ) as copy:
+        with (
+            raw.cursor() as cur,
+            cur.copy(
+                "COPY idempotency_keys (member, key, request_hash, operation, status_code, outcome, created_at) "
+                "FROM STDIN"
+            ) as copy,
+        ):
             for r in rows:
                 copy.write_row((*r, batch.now))
         return
@@ -455,8 +547,18 @@ def account_history(conn: Connection, account_id: int, *, after_seq: int, limit:
     p, e = t.postings.c, t.entries.c
     return list(
         conn.execute(
-            sa.select(p.entry_seq, p.leg, p.side, p.amount_minor, p.currency, e.kind, e.business_date,
-                      e.committed_at, e.description, e.idempotency_key)
+            sa.select(
+                p.entry_seq,
+                p.leg,
+                p.side,
+                p.amount_minor,
+                p.currency,
+                e.kind,
+                e.business_date,
+                e.committed_at,
+                e.description,
+                e.idempotency_key,
+            )
             .join(t.entries, e.seq == p.entry_seq)
             .where(p.account_id == account_id, p.entry_seq > after_seq)
             .order_by(p.entry_seq, p.leg)
@@ -498,12 +600,14 @@ def pending_hold_totals(conn: Connection) -> dict[int, tuple[int, int]]:
     h = t.holds.c
     totals: dict[int, list[int]] = {}
     for row in conn.execute(
-        sa.select(h.debit_account_id, sa.func.sum(h.amount_minor)).where(h.status == "pending")
+        sa.select(h.debit_account_id, sa.func.sum(h.amount_minor))
+        .where(h.status == "pending")
         .group_by(h.debit_account_id)
     ):
         totals.setdefault(int(row[0]), [0, 0])[0] += int(row[1])
     for row in conn.execute(
-        sa.select(h.credit_account_id, sa.func.sum(h.amount_minor)).where(h.status == "pending")
+        sa.select(h.credit_account_id, sa.func.sum(h.amount_minor))
+        .where(h.status == "pending")
         .group_by(h.credit_account_id)
     ):
         totals.setdefault(int(row[0]), [0, 0])[1] += int(row[1])
@@ -513,8 +617,9 @@ def pending_hold_totals(conn: Connection) -> dict[int, tuple[int, int]]:
 def currency_imbalances(conn: Connection) -> dict[str, int]:
     p = t.postings.c
     rows = conn.execute(
-        sa.select(p.currency, sa.func.sum(sa.case((p.side == "D", p.amount_minor), else_=-p.amount_minor)))
-        .group_by(p.currency)
+        sa.select(p.currency, sa.func.sum(sa.case((p.side == "D", p.amount_minor), else_=-p.amount_minor))).group_by(
+            p.currency
+        )
     )
     return {r[0]: int(r[1]) for r in rows if int(r[1]) != 0}
 
@@ -548,8 +653,14 @@ def fold_deltas(conn: Connection) -> int:
     if max_id is None:
         return 0
     sums = conn.execute(
-        sa.select(d.account_id, sa.func.sum(d.debits_posted), sa.func.sum(d.credits_posted),
-                  sa.func.sum(d.debits_pending), sa.func.sum(d.credits_pending), sa.func.count())
+        sa.select(
+            d.account_id,
+            sa.func.sum(d.debits_posted),
+            sa.func.sum(d.credits_posted),
+            sa.func.sum(d.debits_pending),
+            sa.func.sum(d.credits_pending),
+            sa.func.count(),
+        )
         .where(d.id <= max_id)
         .group_by(d.account_id)
         .order_by(d.account_id)
@@ -558,9 +669,13 @@ def fold_deltas(conn: Connection) -> int:
     folded = 0
     for row in sums:
         conn.execute(
-            sa.update(t.accounts).where(a.id == row[0]).values(
-                debits_posted=a.debits_posted + int(row[1]), credits_posted=a.credits_posted + int(row[2]),
-                debits_pending=a.debits_pending + int(row[3]), credits_pending=a.credits_pending + int(row[4]),
+            sa.update(t.accounts)
+            .where(a.id == row[0])
+            .values(
+                debits_posted=a.debits_posted + int(row[1]),
+                credits_posted=a.credits_posted + int(row[2]),
+                debits_pending=a.debits_pending + int(row[3]),
+                credits_pending=a.credits_pending + int(row[4]),
             )
         )
         folded += int(row[5])

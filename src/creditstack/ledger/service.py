@@ -25,7 +25,7 @@ from creditstack.core import sequence
 from creditstack.core.clock import Clock
 from creditstack.core.db import Database
 from creditstack.core.errors import CreditstackError, IdempotencyKeyReused, RecordError, ValidationFailed
-from creditstack.core.idempotency import check_key
+from creditstack.core.ids import new_id
 from creditstack.core.money import Currency
 from creditstack.core.tables import PLATFORM_CORE
 from creditstack.ledger import errors
@@ -36,8 +36,8 @@ from creditstack.ledger.domain import (
     Command,
     LedgerState,
     Outcome,
-    PostHold,
     PostEntry,
+    PostHold,
     ReserveHold,
     ReverseEntry,
     VoidHold,
@@ -90,8 +90,10 @@ class BatchRejected(ValidationFailed):
     code = "ledger.batch_invalid"
 
     def __init__(self, record_errors: list[RecordError]) -> None:
-        super().__init__(f"{len(record_errors)} entries are invalid; nothing was committed",
-                         errors=[e.to_dict() for e in record_errors])
+        super().__init__(
+            f"{len(record_errors)} entries are invalid; nothing was committed",
+            errors=[e.to_dict() for e in record_errors],
+        )
         self.record_errors = record_errors
 
 
@@ -119,16 +121,25 @@ class AccountView:
             return {"amount_minor": v, "currency": self.currency}
 
         return {
-            "id": self.id, "code": self.code, "member": self.member, "currency": self.currency,
-            "type": self.type, "normal_side": AccountType(self.type).normal_side.value,
-            "no_overdraft": self.no_overdraft, "credit_limit": money(self.credit_limit_minor),
+            "id": self.id,
+            "code": self.code,
+            "member": self.member,
+            "currency": self.currency,
+            "type": self.type,
+            "normal_side": AccountType(self.type).normal_side.value,
+            "no_overdraft": self.no_overdraft,
+            "credit_limit": money(self.credit_limit_minor),
             "uses_deltas": self.uses_deltas,
             "totals": {
-                "debits_posted": money(self.debits_posted), "credits_posted": money(self.credits_posted),
-                "debits_pending": money(self.debits_pending), "credits_pending": money(self.credits_pending),
+                "debits_posted": money(self.debits_posted),
+                "credits_posted": money(self.credits_posted),
+                "debits_pending": money(self.debits_pending),
+                "credits_pending": money(self.credits_pending),
             },
-            "balance": money(self.balance_minor), "pending": money(self.pending_out_minor),
-            "available": money(self.available_minor), "metadata": self.metadata,
+            "balance": money(self.balance_minor),
+            "pending": money(self.pending_out_minor),
+            "available": money(self.available_minor),
+            "metadata": self.metadata,
         }
 
 
@@ -144,14 +155,20 @@ class AuditReport:
 
     @property
     def clean(self) -> bool:
-        return not (self.differences or self.currency_imbalances or self.unbalanced_entries or self.overdrafts) \
+        return (
+            not (self.differences or self.currency_imbalances or self.unbalanced_entries or self.overdrafts)
             and self.sequence_ok
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "clean": self.clean, "accounts_checked": self.accounts_checked, "entries": self.entries,
-            "differences": self.differences, "currency_imbalances": self.currency_imbalances,
-            "unbalanced_entries": self.unbalanced_entries, "sequence_gapless": self.sequence_ok,
+            "clean": self.clean,
+            "accounts_checked": self.accounts_checked,
+            "entries": self.entries,
+            "differences": self.differences,
+            "currency_imbalances": self.currency_imbalances,
+            "unbalanced_entries": self.unbalanced_entries,
+            "sequence_gapless": self.sequence_ok,
             "overdrafts": self.overdrafts,
         }
 
@@ -167,8 +184,16 @@ class LedgerService:
     # ------------------------------------------------------------ accounts
 
     def open_account(
-        self, *, member: str, code: str, currency: str, type: AccountType | str, no_overdraft: bool = False,
-        credit_limit_minor: int = 0, uses_deltas: bool = False, metadata: dict[str, Any] | None = None,
+        self,
+        *,
+        member: str,
+        code: str,
+        currency: str,
+        type: AccountType | str,
+        no_overdraft: bool = False,
+        credit_limit_minor: int = 0,
+        uses_deltas: bool = False,
+        metadata: dict[str, Any] | None = None,
     ) -> AccountView:
         try:
             account_type = AccountType(type)
@@ -178,8 +203,9 @@ class LedgerService:
         if not code or len(code) > 100:
             raise errors.InvalidAccountDefinition("code must be 1..100 characters", field="code")
         if type_is_bool(credit_limit_minor) or credit_limit_minor < 0:
-            raise errors.InvalidAccountDefinition("credit limit must be a non-negative integer",
-                                                  field="credit_limit_minor")
+            raise errors.InvalidAccountDefinition(
+                "credit limit must be a non-negative integer", field="credit_limit_minor"
+            )
         if uses_deltas and no_overdraft:
             raise errors.InvalidAccountDefinition(
                 "an account that takes balance deltas cannot have an overdraft check", field="uses_deltas"
@@ -189,8 +215,15 @@ class LedgerService:
             if repo.account_code_exists(conn, code):
                 raise errors.AccountCodeTaken(f"account code {code!r} is taken", field="code")
             return repo.insert_account(
-                conn, code=code, member=member, currency=currency, type=account_type, no_overdraft=no_overdraft,
-                credit_limit_minor=credit_limit_minor, uses_deltas=uses_deltas, metadata=metadata or {},
+                conn,
+                code=code,
+                member=member,
+                currency=currency,
+                type=account_type,
+                no_overdraft=no_overdraft,
+                credit_limit_minor=credit_limit_minor,
+                uses_deltas=uses_deltas,
+                metadata=metadata or {},
                 now=self.clock.now(),
             )
 
@@ -217,17 +250,24 @@ class LedgerService:
         limit = _page(limit)
 
         def work(conn: Connection) -> list[AccountView]:
-            return [self._view(conn, r) for r in repo.list_accounts(conn, member=member, after_id=after_id,
-                                                                      limit=limit)]
+            return [
+                self._view(conn, r) for r in repo.list_accounts(conn, member=member, after_id=after_id, limit=limit)
+            ]
 
         return self.db.run(work, readonly=True)
 
     def _view(self, conn: Connection, row: Any) -> AccountView:
         state = AccountState(
-            id=int(row.id), currency=row.currency, type=AccountType(row.type), no_overdraft=bool(row.no_overdraft),
-            credit_limit_minor=int(row.credit_limit_minor), uses_deltas=bool(row.uses_deltas),
-            debits_posted=int(row.debits_posted), credits_posted=int(row.credits_posted),
-            debits_pending=int(row.debits_pending), credits_pending=int(row.credits_pending),
+            id=int(row.id),
+            currency=row.currency,
+            type=AccountType(row.type),
+            no_overdraft=bool(row.no_overdraft),
+            credit_limit_minor=int(row.credit_limit_minor),
+            uses_deltas=bool(row.uses_deltas),
+            debits_posted=int(row.debits_posted),
+            credits_posted=int(row.credits_posted),
+            debits_pending=int(row.debits_pending),
+            credits_pending=int(row.credits_pending),
         )
         if state.uses_deltas:
             delta = repo.unfolded_deltas(conn, [state.id]).get(state.id)
@@ -241,12 +281,21 @@ class LedgerService:
         state.debits_pending -= expired_debit
         state.credits_pending -= expired_credit
         return AccountView(
-            id=state.id, code=row.code, member=row.member, currency=state.currency, type=state.type.value,
-            no_overdraft=state.no_overdraft, credit_limit_minor=state.credit_limit_minor,
-            uses_deltas=state.uses_deltas, debits_posted=state.debits_posted,
-            credits_posted=state.credits_posted, debits_pending=state.debits_pending,
-            credits_pending=state.credits_pending, balance_minor=state.balance_minor,
-            pending_out_minor=state.pending_out_minor, available_minor=state.available_minor,
+            id=state.id,
+            code=row.code,
+            member=row.member,
+            currency=state.currency,
+            type=state.type.value,
+            no_overdraft=state.no_overdraft,
+            credit_limit_minor=state.credit_limit_minor,
+            uses_deltas=state.uses_deltas,
+            debits_posted=state.debits_posted,
+            credits_posted=state.credits_posted,
+            debits_pending=state.debits_pending,
+            credits_pending=state.credits_pending,
+            balance_minor=state.balance_minor,
+            pending_out_minor=state.pending_out_minor,
+            available_minor=state.available_minor,
             metadata=row.metadata if isinstance(row.metadata, dict) else {},
         )
 
@@ -263,7 +312,8 @@ class LedgerService:
         if len(commands) > self.batch_entries_max:
             raise errors.BatchTooLarge(
                 f"a batch may carry at most {self.batch_entries_max} entries, got {len(commands)}",
-                field="entries", entries_max=self.batch_entries_max,
+                field="entries",
+                entries_max=self.batch_entries_max,
             )
         invalid: dict[int, CreditstackError] = {}
         for i, command in enumerate(commands):
@@ -279,9 +329,12 @@ class LedgerService:
         results = []
         for i, command in enumerate(commands):
             if i in invalid:
-                exc = invalid[i]
-                results.append(CommandResult(command.key, exc.http_status,
-                                             {"status": "invalid", "error": exc.to_dict()}, False))
+                refused = invalid[i]
+                results.append(
+                    CommandResult(
+                        command.key, refused.http_status, {"status": "invalid", "error": refused.to_dict()}, False
+                    )
+                )
             else:
                 results.append(next(decided))
         return results
@@ -295,8 +348,11 @@ class LedgerService:
         if not commands:
             raise errors.EmptyBatch("a batch needs at least one entry", field="entries")
         if len(commands) > self.batch_entries_max:
-            raise errors.BatchTooLarge(f"a batch may carry at most {self.batch_entries_max} entries",
-                                       field="entries", entries_max=self.batch_entries_max)
+            raise errors.BatchTooLarge(
+                f"a batch may carry at most {self.batch_entries_max} entries",
+                field="entries",
+                entries_max=self.batch_entries_max,
+            )
         invalid = []
         for i, command in enumerate(commands):
             try:
@@ -352,7 +408,8 @@ class LedgerService:
                 if prior is not None:
                     if prior.request_hash != outcome.request_hash:
                         key_errors[id(outcome)] = IdempotencyKeyReused(
-                            f"key {command.key!r} was used before with a different request", field="idempotency_key"
+                            f"key {command.key!r} was used before with a different request",
+                            field="idempotency_key",
                         )
                     outcome.replayed = True
                     outcome.stored = prior.outcome
@@ -361,7 +418,8 @@ class LedgerService:
                     first = seen[pair]
                     if first.request_hash != outcome.request_hash:
                         key_errors[id(outcome)] = IdempotencyKeyReused(
-                            f"key {command.key!r} was used before with a different request", field="idempotency_key"
+                            f"key {command.key!r} was used before with a different request",
+                            field="idempotency_key",
                         )
                     outcome.replayed = True
                     duplicates.append((outcome, first))
@@ -386,11 +444,23 @@ class LedgerService:
             for outcome in group_outcomes:
                 key_error = key_errors.get(id(outcome))
                 if key_error is not None:
-                    results.append(CommandResult(outcome.command.key, key_error.http_status,
-                                                 {"status": "rejected", "error": key_error.to_dict()}, True))
+                    results.append(
+                        CommandResult(
+                            outcome.command.key,
+                            key_error.http_status,
+                            {"status": "rejected", "error": key_error.to_dict()},
+                            True,
+                        )
+                    )
                 else:
-                    results.append(CommandResult(outcome.command.key, outcome.status_code,
-                                                 outcome.to_json(bd_text), outcome.replayed))
+                    results.append(
+                        CommandResult(
+                            outcome.command.key,
+                            outcome.status_code,
+                            outcome.to_json(bd_text),
+                            outcome.replayed,
+                        )
+                    )
         return results
 
     def _load_state(self, conn: Connection, commands: Sequence[Command], now: datetime) -> LedgerState:
@@ -408,8 +478,6 @@ class LedgerService:
         for entry in reversals.values():
             account_ids.update(p.account_id for p in entry.postings)
         accounts = repo.load_accounts_for_update(conn, account_ids)
-        from creditstack.core.ids import new_id
-
         new_hold_ids = [new_id("hold") for c in commands if isinstance(c, ReserveHold)]
         return LedgerState(accounts, holds, reversals, now, new_hold_ids)
 
@@ -421,14 +489,22 @@ class LedgerService:
             if row is None:
                 raise errors.EntryNotFound(f"no entry {seq}", entry_seq=seq)
             return {
-                "seq": int(row.seq), "kind": row.kind, "business_date": row.business_date.isoformat(),
-                "committed_at": row.committed_at.isoformat(), "description": row.description,
-                "idempotency_key": row.idempotency_key, "member": row.member,
-                "reverses_seq": row.reverses_seq, "hold_id": row.hold_id,
+                "seq": int(row.seq),
+                "kind": row.kind,
+                "business_date": row.business_date.isoformat(),
+                "committed_at": row.committed_at.isoformat(),
+                "description": row.description,
+                "idempotency_key": row.idempotency_key,
+                "member": row.member,
+                "reverses_seq": row.reverses_seq,
+                "hold_id": row.hold_id,
                 "metadata": row.metadata if isinstance(row.metadata, dict) else {},
                 "postings": [
-                    {"account_id": int(p.account_id), "side": "debit" if p.side == "D" else "credit",
-                     "amount": {"amount_minor": int(p.amount_minor), "currency": p.currency}}
+                    {
+                        "account_id": int(p.account_id),
+                        "side": "debit" if p.side == "D" else "credit",
+                        "amount": {"amount_minor": int(p.amount_minor), "currency": p.currency},
+                    }
                     for p in repo.entry_postings(conn, seq)
                 ],
             }
@@ -445,12 +521,15 @@ class LedgerService:
             if status == "pending" and expires_at is not None and expires_at <= self.clock.now():
                 status = "expired"
             return {
-                "id": row.id, "status": status, "debit_account_id": int(row.debit_account_id),
+                "id": row.id,
+                "status": status,
+                "debit_account_id": int(row.debit_account_id),
                 "credit_account_id": int(row.credit_account_id),
                 "amount": {"amount_minor": int(row.amount_minor), "currency": row.currency},
                 "posted_amount": {"amount_minor": int(row.posted_amount_minor), "currency": row.currency},
                 "expires_at": expires_at.isoformat() if expires_at else None,
-                "post_entry_seq": row.post_entry_seq, "business_date": row.business_date.isoformat(),
+                "post_entry_seq": row.post_entry_seq,
+                "business_date": row.business_date.isoformat(),
                 "description": row.description,
             }
 
@@ -464,10 +543,16 @@ class LedgerService:
                 raise errors.UnknownAccount(f"no account {account_id}", account_id=account_id)
             rows = repo.account_history(conn, account_id, after_seq=after_seq, limit=limit)
             items = [
-                {"entry_seq": int(r.entry_seq), "leg": int(r.leg), "side": "debit" if r.side == "D" else "credit",
-                 "amount": {"amount_minor": int(r.amount_minor), "currency": r.currency}, "kind": r.kind,
-                 "business_date": r.business_date.isoformat(), "description": r.description,
-                 "idempotency_key": r.idempotency_key}
+                {
+                    "entry_seq": int(r.entry_seq),
+                    "leg": int(r.leg),
+                    "side": "debit" if r.side == "D" else "credit",
+                    "amount": {"amount_minor": int(r.amount_minor), "currency": r.currency},
+                    "kind": r.kind,
+                    "business_date": r.business_date.isoformat(),
+                    "description": r.description,
+                    "idempotency_key": r.idempotency_key,
+                }
                 for r in rows
             ]
             next_after = int(rows[-1].entry_seq) if len(rows) == limit else None
@@ -475,8 +560,9 @@ class LedgerService:
 
         return self.db.run(work, readonly=True)
 
-    def balance_as_of(self, account_id: int, *, business_date: date | None = None,
-                      seq: int | None = None) -> dict[str, Any]:
+    def balance_as_of(
+        self, account_id: int, *, business_date: date | None = None, seq: int | None = None
+    ) -> dict[str, Any]:
         """The posted balance at the end of a business date, or just after a sequence number."""
 
         def work(conn: Connection) -> dict[str, Any]:
@@ -517,21 +603,39 @@ class LedgerService:
             for row in rows:
                 account_id = int(row.id)
                 delta = deltas.get(account_id, (0, 0, 0, 0))
-                stored = (int(row.debits_posted) + delta[0], int(row.credits_posted) + delta[1],
-                          int(row.debits_pending) + delta[2], int(row.credits_pending) + delta[3])
+                stored = (
+                    int(row.debits_posted) + delta[0],
+                    int(row.credits_posted) + delta[1],
+                    int(row.debits_pending) + delta[2],
+                    int(row.credits_pending) + delta[3],
+                )
                 derived_posted = posted.get(account_id, (0, 0))
                 derived = (*derived_posted, *pending.get(account_id, (0, 0)))
                 if stored != derived:
                     differences.append({"account_id": account_id, "stored": list(stored), "derived": list(derived)})
-                state = AccountState(account_id, row.currency, AccountType(row.type), bool(row.no_overdraft),
-                                     int(row.credit_limit_minor), bool(row.uses_deltas), *stored)
+                state = AccountState(
+                    account_id,
+                    row.currency,
+                    AccountType(row.type),
+                    bool(row.no_overdraft),
+                    int(row.credit_limit_minor),
+                    bool(row.uses_deltas),
+                    *stored,
+                )
                 if state.no_overdraft and state.available_minor < -state.credit_limit_minor:
                     overdrafts.append(account_id)
             count, low, high = repo.sequence_gaps(conn)
             journal = sequence.current(conn, PLATFORM_CORE, "journal")
             sequence_ok = count == high == journal and (count == 0 or low == 1)
-            return AuditReport(len(rows), count, differences, repo.currency_imbalances(conn),
-                               repo.unbalanced_entries(conn), sequence_ok, overdrafts)
+            return AuditReport(
+                len(rows),
+                count,
+                differences,
+                repo.currency_imbalances(conn),
+                repo.unbalanced_entries(conn),
+                sequence_ok,
+                overdrafts,
+            )
 
         return self.db.run(work, readonly=True)
 

@@ -1,0 +1,56 @@
+"""Authentication and authorisation at the HTTP edge: every endpoint declares the roles it admits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from creditstack.app.platform import Platform
+from creditstack.core.apikeys import Principal
+from creditstack.core.errors import Forbidden, Unauthenticated
+from creditstack.core.security import Role
+
+_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token: `Authorization: Bearer cs_…`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key in a header")
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+def current_principal(
+    platform: PlatformDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> Principal:
+    token = bearer.credentials if bearer is not None else header
+    if not token:
+        raise Unauthenticated("an API key is required (Authorization: Bearer … or X-API-Key)")
+    return platform.keys.authenticate(token)
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    """A dependency admitting only the given roles."""
+    allowed = frozenset(roles)
+
+    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden(
+                f"role {principal.role.value} may not do this; needs one of "
+                f"{', '.join(sorted(r.value for r in allowed))}"
+            )
+        return principal
+
+    dependency.__name__ = "require_" + "_or_".join(sorted(r.value for r in allowed))
+    return dependency
+
+
+LedgerWriter = Annotated[Principal, Depends(require(Role.PLATFORM_OPERATOR, Role.SERVICE))]
+Operator = Annotated[Principal, Depends(require(Role.PLATFORM_OPERATOR))]

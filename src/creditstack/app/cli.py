@@ -1,0 +1,105 @@
+"""The `creditstack` command."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from creditstack.app.platform import open_platform
+from creditstack.core.errors import CreditstackError
+from creditstack.core.security import parse_role
+from creditstack.core.settings import get_settings
+from creditstack.ledger.cli import app as ledger_app
+
+app = typer.Typer(help="creditstack: wallets, credit, co-lending, a bureau and a supervisor.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(ledger_app, name="ledger")
+out = Console()
+err = Console(stderr=True)
+
+try:  # the scoring context plugs in its own commands when it is installed
+    from creditstack.scoring.cli import app as scoring_app
+
+    app.add_typer(scoring_app, name="scoring")
+except ImportError:  # pragma: no cover - only while the context is absent
+    pass
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the platform database and set its business date."""
+    platform = open_platform(get_settings())
+    out.print(f"platform database ready; business date {platform.ledger.business_date()}")
+    platform.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="consumer, platform_operator, partner_bank, service, …")],
+    member: Annotated[str, typer.Option(help="The member (tenant) the key acts for")] = "platform",
+    label: str = "",
+) -> None:
+    """Create an API key and print it once; only its hash is stored."""
+    platform = open_platform(get_settings())
+    try:
+        principal, token = platform.keys.create(parse_role(role), member, label)
+    finally:
+        platform.close()
+    out.print_json(
+        json.dumps(
+            {
+                "key_id": principal.key_id,
+                "role": principal.role.value,
+                "member": principal.member,
+                "api_key": token,
+            }
+        )
+    )
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    from creditstack.app.main import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def demo(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards")] = True,
+) -> None:
+    """Build a small demo book on the embedded default, prove it balances, then serve it."""
+    from creditstack.app.demo import run_demo
+
+    settings = get_settings()
+    platform = open_platform(settings)
+    try:
+        summary = run_demo(platform, out)
+    finally:
+        platform.close()
+    out.print_json(json.dumps(summary))
+    if serve_after:
+        import uvicorn
+
+        from creditstack.app.main import create_app
+
+        out.print(f"\nServing the platform API at http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+        out.print(f"Demo operator key: {summary['operator_api_key']}")
+        uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="warning")
+
+
+def main() -> None:
+    try:
+        app()
+    except CreditstackError as exc:
+        err.print(f"[red]{exc.code}[/red]: {exc.message}")
+        raise SystemExit(2) from exc

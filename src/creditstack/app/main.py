@@ -1,0 +1,61 @@
+"""FastAPI app factories. `create_app()` serves the platform (the bureau and supervisor join later)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from creditstack import __version__
+from creditstack.app import problems
+from creditstack.app.platform import Platform, open_platform
+from creditstack.core.errors import LimitExceeded
+from creditstack.core.settings import Settings, get_settings
+from creditstack.ledger.api import router as ledger_router
+
+
+def create_app(platform: Platform | None = None, settings: Settings | None = None) -> FastAPI:
+    """The platform's HTTP API. Pass a `Platform` to share one (tests, the demo); else one is opened."""
+    settings = settings or (platform.settings if platform else get_settings())
+    owns_platform = platform is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.platform is None:
+            app.state.platform = open_platform(settings)
+        yield
+        if owns_platform and app.state.platform is not None:
+            app.state.platform.close()
+
+    app = FastAPI(
+        title="creditstack platform API",
+        version=__version__,
+        description="Wallets and payments, the double-entry ledger, lending and co-lending. Money is "
+        '`{"amount_minor": int, "currency": "XXX"}`; errors are problem+json with a stable `code`.',
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    problems.install(app)
+    body_max = settings.request_body_bytes_max
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > body_max:
+            return problems.error_response(LimitExceeded(f"request body larger than {body_max} bytes"))
+        return await call_next(request)
+
+    @app.get("/healthz", tags=["meta"], summary="Liveness and the platform's business date")
+    def healthz(request: Request) -> dict[str, Any]:
+        p: Platform = request.app.state.platform
+        return {"status": "ok", "business_date": p.ledger.business_date().isoformat(), "version": __version__}
+
+    app.include_router(ledger_router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """For `uvicorn --factory creditstack.app.main:app_factory`."""
+    return create_app()

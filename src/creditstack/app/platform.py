@@ -1,0 +1,46 @@
+"""Wiring of the platform service: its database, clock and context services, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from creditstack.core import business_date, migrate
+from creditstack.core.apikeys import ApiKeys
+from creditstack.core.clock import Clock, SystemClock
+from creditstack.core.db import Database
+from creditstack.core.settings import Settings
+from creditstack.core.tables import PLATFORM_CORE
+from creditstack.ledger.service import SERVICE, LedgerService
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    db: Database
+    clock: Clock
+    keys: ApiKeys
+    ledger: LedgerService
+
+    def close(self) -> None:
+        self.ledger.close()
+        self.db.dispose()
+
+
+def open_platform(settings: Settings, clock: Clock | None = None, *, migrate_schema: bool = True) -> Platform:
+    """Open (and on first use create) the platform database, and set its business date if unset."""
+    url = settings.platform_database_url()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if migrate_schema:
+        migrate.upgrade(url, "platform")
+    clock = clock or SystemClock()
+    db = Database(url)
+    db.run(lambda conn: business_date.initialise(conn, PLATFORM_CORE, SERVICE, settings.timezone, clock))
+    return Platform(
+        settings=settings,
+        db=db,
+        clock=clock,
+        keys=ApiKeys(db, PLATFORM_CORE, clock),
+        ledger=LedgerService(db, clock, batch_entries_max=settings.ledger_batch_entries_max),
+    )

@@ -1,0 +1,56 @@
+"""Shapes on the wire shared by every router: money as {"amount_minor": int, "currency": "XXX"}.
+
+Floats, strings, booleans and integers outside the signed 53-bit range are refused with stable codes
+(`money.invalid_amount`, `money.amount_out_of_range`, `money.unknown_currency`), so a JSON client in
+any language round-trips every amount exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
+
+from creditstack.core.money import (
+    WIRE_AMOUNT_MINOR_MAX,
+    AmountOutOfRange,
+    InvalidAmount,
+    UnknownCurrency,
+    known_currency_codes,
+)
+
+
+class MoneyIn(BaseModel):
+    """An exact amount: integer minor units (cents, fen) of an ISO 4217 currency."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount_minor: int
+    currency: str
+
+    @field_validator("amount_minor", mode="before")
+    @classmethod
+    def _exact_integer(cls, value: Any) -> int:
+        if type(value) is not int:
+            raise PydanticCustomError(
+                InvalidAmount.code,
+                "amount_minor must be a JSON integer of minor units, got {kind}",
+                {"kind": type(value).__name__},
+            )
+        if not -WIRE_AMOUNT_MINOR_MAX <= value <= WIRE_AMOUNT_MINOR_MAX:
+            raise PydanticCustomError(AmountOutOfRange.code, "amount_minor must be within ±(2**53 − 1)", {})
+        return value
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _known_currency(cls, value: Any) -> str:
+        if not isinstance(value, str) or value not in known_currency_codes():
+            raise PydanticCustomError(
+                UnknownCurrency.code, "unknown ISO 4217 currency {value!r}", {"value": str(value)[:8]}
+            )
+        return value
+
+
+class Page(BaseModel):
+    next_after: int | None = None
