@@ -397,7 +397,8 @@ def test_postgres_refuses_an_unbalanced_entry(pg_url: str, clock: Any, tmp_path:
             )
             conn.execute(
                 sa.text(
-                    f"INSERT INTO ledger_postings VALUES (1, 0, {a.id}, 'D', 100, 'CNY'), (1, 1, {b.id}, 'C', 99, 'CNY')"
+                    f"INSERT INTO ledger_postings VALUES (1, 0, {a.id}, 'D', 100, 'CNY'), "
+                    f"(1, 1, {b.id}, 'C', 99, 'CNY')"
                 )
             )
         with pytest.raises(sa.exc.DBAPIError, match="too_few_postings"), platform.db.transaction() as conn:

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from creditstack.app.platform import open_platform
+from creditstack.core import migrate
 from creditstack.core.errors import CreditstackError
 from creditstack.core.security import parse_role
 from creditstack.core.settings import get_settings
@@ -16,7 +17,9 @@ from creditstack.ledger.cli import app as ledger_app
 
 app = typer.Typer(help="creditstack: wallets, credit, co-lending, a bureau and a supervisor.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 out = Console()
 err = Console(stderr=True)
@@ -35,6 +38,20 @@ def init() -> None:
     platform = open_platform(get_settings())
     out.print(f"platform database ready; business date {platform.ledger.business_date()}")
     platform.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade(url: Annotated[str, typer.Option(help="Database URL (default: the configured one)")] = "") -> None:
+    """Apply every migration (alembic upgrade head)."""
+    migrate.upgrade(url or get_settings().platform_database_url())
+    out.print("upgraded to head")
+
+
+@db_app.command("check")
+def db_check(url: Annotated[str, typer.Option(help="Database URL (default: the configured one)")] = "") -> None:
+    """Fail if the table definitions and the migrations disagree (alembic check)."""
+    migrate.check(url or get_settings().platform_database_url())
+    out.print("models and migrations agree")
 
 
 @keys_app.command("create")

@@ -45,4 +45,4 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    print(render(), end="")  # noqa: T201 - this module's job is to print the catalogue
+    print(render(), end="")
