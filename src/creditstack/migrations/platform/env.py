@@ -25,9 +25,7 @@ def run_migrations() -> None:
     url = normalise_url(config.get_main_option("sqlalchemy.url") or "")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as conn:
-        context.configure(
-            connection=conn, target_metadata=target_metadata, render_as_batch=True, compare_type=True
-        )
+        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True, compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -66,9 +66,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "ledger_accounts",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("code", sa.String(length=100), nullable=False),
         sa.Column("member", sa.String(length=64), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
@@ -87,7 +85,9 @@ def upgrade() -> None:
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
-            "NOT no_overdraft OR (CASE WHEN type IN ('asset','expense') THEN debits_posted - credits_posted - credits_pending ELSE credits_posted - debits_posted - debits_pending END) >= -credit_limit_minor",
+            "NOT no_overdraft OR (CASE WHEN type IN ('asset','expense') "
+            "THEN debits_posted - credits_posted - credits_pending "
+            "ELSE credits_posted - debits_posted - debits_pending END) >= -credit_limit_minor",
             name=op.f("ck_ledger_accounts_no_overdraft"),
         ),
         sa.CheckConstraint(
@@ -98,9 +98,7 @@ def upgrade() -> None:
             "NOT (uses_deltas AND no_overdraft)",
             name=op.f("ck_ledger_accounts_deltas_only_without_overdraft_check"),
         ),
-        sa.CheckConstraint(
-            "credit_limit_minor >= 0", name=op.f("ck_ledger_accounts_credit_limit_non_negative")
-        ),
+        sa.CheckConstraint("credit_limit_minor >= 0", name=op.f("ck_ledger_accounts_credit_limit_non_negative")),
         sa.CheckConstraint(
             "debits_posted >= 0 AND credits_posted >= 0 AND debits_pending >= 0 AND credits_pending >= 0",
             name=op.f("ck_ledger_accounts_totals_non_negative"),
@@ -124,9 +122,7 @@ def upgrade() -> None:
         ),
         sa.Column("reverses_seq", sa.BigInteger(), nullable=True),
         sa.Column("hold_id", sa.String(length=32), nullable=True),
-        sa.CheckConstraint(
-            "kind IN ('entry','hold_post','reversal')", name=op.f("ck_ledger_entries_kind_known")
-        ),
+        sa.CheckConstraint("kind IN ('entry','hold_post','reversal')", name=op.f("ck_ledger_entries_kind_known")),
         sa.ForeignKeyConstraint(
             ["reverses_seq"],
             ["ledger_entries.seq"],
@@ -164,9 +160,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "ledger_balance_deltas",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("account_id", sa.BigInteger(), nullable=False),
         sa.Column("debits_posted", sa.BigInteger(), nullable=False),
         sa.Column("credits_posted", sa.BigInteger(), nullable=False),
