@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -307,6 +307,26 @@ class LedgerService:
         Unlinked: each command stands alone; an invalid one gets its validation error (stored nowhere).
         Linked: all or nothing; any validation error refuses the batch (`BatchRejected`, nothing stored).
         """
+        return self._run_batch(commands, linked, self._commit_groups)
+
+    def post_in_transaction(
+        self, conn: Connection, commands: Sequence[Command], *, linked: bool = False
+    ) -> list[CommandResult]:
+        """Decide and write `commands` inside the caller's transaction (same database), uncommitted.
+
+        For contexts whose own changes must commit atomically with the ledger's (a payment row, a limit
+        counter, an outbox event): the caller takes its own row locks first, calls this, writes its rows
+        and commits. The journal numbers are taken here, so call it as the caller's last ledger step and
+        commit promptly. Business rejections come back as results, never as exceptions.
+        """
+        return self._run_batch(commands, linked, lambda groups: self._decide_and_write(conn, groups))
+
+    def _run_batch(
+        self,
+        commands: Sequence[Command],
+        linked: bool,
+        commit: Callable[[Sequence[Sequence[Command]]], list[CommandResult]],
+    ) -> list[CommandResult]:
         if not commands:
             raise errors.EmptyBatch("a batch needs at least one entry", field="entries")
         if len(commands) > self.batch_entries_max:
@@ -325,7 +345,7 @@ class LedgerService:
             raise BatchRejected([RecordError.from_error(i, e) for i, e in sorted(invalid.items())])
         valid = [c for i, c in enumerate(commands) if i not in invalid]
         groups = [valid] if linked else [[c] for c in valid]
-        decided = iter(self._commit_groups(groups)) if valid else iter(())
+        decided = iter(commit(groups)) if valid else iter(())
         results = []
         for i, command in enumerate(commands):
             if i in invalid:
