@@ -1,0 +1,1 @@
+"""Payments: wallets, transfers, merchant payments, refunds, bills, rails, and bank-statement reconciliation."""

@@ -1,0 +1,273 @@
+"""`creditstack scoring …`: train, evaluate, score, report, monitor and fairness on any CSV.
+
+Every command prints JSON to stdout (`score` prints one JSON object per row, JSON Lines); progress goes
+to stderr. Errors print `{"error": {"code", "message", …}}` to stderr and exit with status 2.
+A `--model` directory is a model artefact (`manifest.json` …) or a registry (its champion).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from creditstack.core.errors import CreditstackError
+from creditstack.scoring.columns import Table, encode_target, read_table
+from creditstack.scoring.domain import ScoreScale
+from creditstack.scoring.errors import (
+    ProtectedAttributeAsInput,
+    ProtectedAttributeMissing,
+    TargetColumnMissing,
+    UnknownModelKind,
+)
+from creditstack.scoring.evaluation import evaluate_model, fit_model
+from creditstack.scoring.metrics import fairness_report, protected_groups, stability_report
+from creditstack.scoring.registry import ModelRegistry, json_safe, load_manifest, load_model, save_model
+from creditstack.scoring.report import build_report
+
+app = typer.Typer(
+    name="scoring",
+    help="Credit scoring models on any tabular CSV: train, evaluate, score, report, monitor, fairness.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+stderr = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DataOption = Annotated[Path, typer.Option("--data", help="CSV file with a header row.")]
+ModelOption = Annotated[Path, typer.Option("--model", help="Model directory (or a registry: its champion).")]
+
+
+def _emit(body: Any) -> None:
+    sys.stdout.write(json.dumps(json_safe(body), ensure_ascii=False) + "\n")
+
+
+def _handle_errors(command: F) -> F:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except CreditstackError as error:
+            sys.stderr.write(json.dumps({"error": error.to_dict()}) + "\n")
+            raise typer.Exit(code=2) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def _spinner(message: str) -> Iterator[None]:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr, transient=True
+    ) as progress:
+        progress.add_task(message, total=None)
+        yield
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+@app.command()
+@_handle_errors
+def train(
+    data: DataOption,
+    target: Annotated[str, typer.Option("--target", help="Outcome column.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the model artefact to.")],
+    model: Annotated[str, typer.Option("--model", help="scorecard or gbm.")] = "scorecard",
+    bad_value: Annotated[str | None, typer.Option("--bad-value", help="Target value meaning bad.")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Columns never to use (protected attributes); repeatable.")
+    ] = None,
+    categorical: Annotated[
+        list[str] | None, typer.Option("--categorical", help="Columns to treat as categories; repeatable.")
+    ] = None,
+    base_score: Annotated[float, typer.Option(help="Score at the base odds.")] = 600.0,
+    base_odds: Annotated[float, typer.Option(help="Good:bad odds at the base score.")] = 50.0,
+    pdo: Annotated[float, typer.Option(help="Points to double the odds.")] = 20.0,
+    score_min: Annotated[int, typer.Option(help="Lowest score.")] = 300,
+    score_max: Annotated[int, typer.Option(help="Highest score.")] = 900,
+    calibration: Annotated[str, typer.Option(help="GBM calibration: platt or isotonic.")] = "platt",
+    seed: Annotated[int, typer.Option(help="Seed for the held-out split and LightGBM.")] = 0,
+    reason_texts: Annotated[
+        Path | None,
+        typer.Option(help="JSON {column or group: text}; {label} and {value} are filled in."),
+    ] = None,
+    register: Annotated[Path | None, typer.Option(help="Also register the model in this registry.")] = None,
+    role: Annotated[str | None, typer.Option(help="Registry role: champion or challenger.")] = None,
+) -> None:
+    """Fit a scorecard or GBM, calibrated on a held-out fold, and write it as a hashed artefact."""
+    if model not in ("scorecard", "gbm"):
+        raise UnknownModelKind(f"--model must be scorecard or gbm, not {model!r}", field="model")
+    scale = ScoreScale(base_score, base_odds, pdo, score_min, score_max)
+    texts = json.loads(reason_texts.read_text("utf-8")) if reason_texts else None
+    with _spinner(f"reading {data.name}"):
+        table = read_table(data)
+    params: dict[str, Any] = {"seed": seed}
+    if model == "gbm":
+        params["calibration"] = calibration
+    with _spinner(f"fitting {model} on {table.rows} rows"):
+        result = fit_model(
+            model, table.columns, target, bad_value=bad_value, exclude=_split(exclude),
+            categorical=_split(categorical), scale=scale, params=params, reason_texts=texts,
+        )  # fmt: skip
+    fitted = result.model
+    labels, present = encode_target(table.columns[target], fitted.preprocess.bad_value)
+    training_data = {
+        "file": data.name,
+        "sha256": table.sha256,
+        "rows": table.rows,
+        "rows_with_target": int(present.sum()),
+        "columns": len(table.columns),
+        "bad_rate": round(float(labels[present].mean()), 6),
+        "target": target,
+        "bad_value": fitted.preprocess.bad_value,
+        "ragged_rows": table.ragged_rows,
+    }
+    manifest = save_model(fitted, out, training_data=training_data, metrics=result.validation, notes=result.notes)
+    body: dict[str, Any] = {
+        "model_id": manifest["model_id"],
+        "kind": manifest["kind"],
+        "out": str(out),
+        "content_sha256": manifest["content_sha256"],
+        "inputs": fitted.preprocess.names,
+        "dropped": fitted.preprocess.dropped,
+        "validation": {k: result.validation[k] for k in ("rows", "auc", "gini", "ks", "brier")},
+        "notes": result.notes,
+    }
+    if register is not None:
+        registry = ModelRegistry(register)
+        registry.register(out, role=role)
+        body["registry"] = {"root": str(register), **registry.roles()}
+    _emit(body)
+
+
+def _load(model_dir: Path) -> tuple[Any, dict[str, Any]]:
+    return load_model(model_dir), load_manifest(model_dir)
+
+
+def _read(data: Path) -> Table:
+    with _spinner(f"reading {data.name}"):
+        return read_table(data)
+
+
+@app.command()
+@_handle_errors
+def evaluate(
+    model: ModelOption,
+    data: DataOption,
+    target: Annotated[str | None, typer.Option(help="Outcome column (default: the training target).")] = None,
+) -> None:
+    """AUC, Gini, KS, Brier, calibration by decile and score bands on labelled rows (JSON)."""
+    fitted, _ = _load(model)
+    table = _read(data)
+    with _spinner("scoring"):
+        result = evaluate_model(fitted, table.columns, target=target)
+    _emit(result | {"data": data.name, "data_sha256": table.sha256})
+
+
+@app.command()
+@_handle_errors
+def score(
+    model: ModelOption,
+    data: DataOption,
+    id_column: Annotated[str | None, typer.Option(help="Column to echo as `id` on each line.")] = None,
+    reasons: Annotated[bool, typer.Option(help="Include reason codes.")] = True,
+) -> None:
+    """Score, PD and up to four reasons per row, one JSON object per line."""
+    fitted, _ = _load(model)
+    table = _read(data)
+    with _spinner(f"scoring {table.rows} rows"):
+        batch = fitted.score_batch(table.columns, with_reasons=reasons)
+    ids = table.columns.get(id_column) if id_column else None
+    out = sys.stdout
+    for index in range(len(batch)):
+        result = batch.result(index).to_dict()
+        if not reasons:
+            result.pop("reasons")
+        line = {"row": index + 1} | ({"id": str(ids[index])} if ids is not None else {}) | result
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def _labels(fitted: Any, table: Table, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+    name = target or fitted.preprocess.target
+    if name not in table.columns:
+        raise TargetColumnMissing(f"target column {name!r} is not in the data", field="target")
+    return encode_target(table.columns[name], fitted.preprocess.bad_value)
+
+
+@app.command()
+@_handle_errors
+def report(
+    model: ModelOption,
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+    target: Annotated[str | None, typer.Option(help="Outcome column (default: the training target).")] = None,
+) -> None:
+    """A self-contained HTML validation report (ROC, KS, calibration, score distribution, bin tables)."""
+    fitted, manifest = _load(model)
+    table = _read(data)
+    labels, present = _labels(fitted, table, target)
+    rows = np.nonzero(present)[0]
+    with _spinner("scoring and plotting"):
+        batch = fitted.score_batch(table.subset(rows), with_reasons=False)
+        document = build_report(fitted, manifest, labels[rows], batch.pd, batch.score, data_name=data.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(document, "utf-8")
+    _emit({"report": str(out), "model_id": fitted.model_id, "rows": len(rows), "bytes": len(document.encode())})
+
+
+@app.command()
+@_handle_errors
+def monitor(model: ModelOption, data: DataOption) -> None:
+    """PSI of the score and CSI of each feature against the training baseline (0.10 watch, 0.25 act)."""
+    fitted, _ = _load(model)
+    table = _read(data)
+    cleaned = fitted.preprocess.clean(table.columns)
+    batch = fitted.score_cleaned(cleaned, with_reasons=False)
+    baseline = fitted.baseline
+    result = stability_report(baseline["score"], baseline["features"], batch.score, cleaned)
+    _emit({"model_id": fitted.model_id, "rows": table.rows, "data": data.name} | result)
+
+
+@app.command()
+@_handle_errors
+def fairness(
+    model: ModelOption,
+    data: DataOption,
+    protected: Annotated[str, typer.Option(help="Protected attribute column (never a model input).")],
+    cutoff: Annotated[float | None, typer.Option(help="Approve at score ≥ cutoff (default: base score).")] = None,
+    edges: Annotated[str | None, typer.Option(help="Cut points for a numeric attribute, e.g. 25,35,50.")] = None,
+    target: Annotated[str | None, typer.Option(help="Outcome column (default: the training target).")] = None,
+) -> None:
+    """Approval-rate ratio (four-fifths rule) and equal-opportunity difference by a protected attribute."""
+    fitted, _ = _load(model)
+    if protected in fitted.preprocess.names:
+        raise ProtectedAttributeAsInput(f"{protected!r} is an input of this model", field="protected")
+    table = _read(data)
+    if protected not in table.columns:
+        raise ProtectedAttributeMissing(f"column {protected!r} is not in the data", field="protected")
+    labels, present = _labels(fitted, table, target)
+    rows = np.nonzero(present)[0]
+    batch = fitted.score_batch(table.subset(rows), with_reasons=False)
+    cut_points = [float(v) for v in edges.split(",")] if edges else None
+    groups = protected_groups(table.columns[protected][rows], cut_points)
+    threshold = cutoff if cutoff is not None else fitted.scale.base_score
+    result = fairness_report(labels[rows], batch.score, groups, cutoff=threshold)
+    _emit({"model_id": fitted.model_id, "protected": protected, "rows": len(rows)} | result)
+
+
+def main() -> None:  # pragma: no cover - for `python -m creditstack.scoring.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
