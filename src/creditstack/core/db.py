@@ -9,11 +9,13 @@ serialisation race, or finds SQLite busy, is retried a bounded number of times.
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -94,7 +96,8 @@ class Database:
             try:
                 with self.transaction(readonly=readonly) as conn:
                     return work(conn)
-            except sa.exc.DBAPIError as exc:
+            except (sa.exc.DBAPIError, psycopg.Error, sqlite3.Error) as exc:
+                # Raw-driver fast paths (COPY, executemany) raise the driver's own errors, unwrapped.
                 attempt += 1
                 if attempt >= TRANSACTION_RETRIES_MAX or not _is_retryable(exc):
                     raise

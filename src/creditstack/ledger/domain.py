@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -503,7 +503,7 @@ def _decide(
             command.currency,
             command.amount_minor,
             HoldStatus.PENDING,
-            command.expires_at,
+            command.expires_at.astimezone(UTC) if command.expires_at is not None else None,
         )
         state.holds[hold_id] = hold
         hold_changes[hold_id] = HoldChange(hold, new=True)
@@ -574,7 +574,7 @@ def _decide(
 class _Undo:
     accounts: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     holds: dict[str, tuple[HoldStatus, int] | None] = field(default_factory=dict)
-    reversed: list[ReversibleEntry] = field(default_factory=list)
+    reversed: list[tuple[ReversibleEntry, bool]] = field(default_factory=list)
 
 
 def _touched(state: LedgerState, command: Command) -> tuple[list[int], list[str], list[int]]:
@@ -622,7 +622,7 @@ def evaluate(state: LedgerState, groups: Sequence[Sequence[Outcome]]) -> Decisio
                     undo.holds[hold_id] = (h.status, h.posted_amount_minor)
             for seq in entry_seqs:
                 if seq in state.entries:
-                    undo.reversed.append(state.entries[seq])
+                    undo.reversed.append((state.entries[seq], state.entries[seq].reversed))
             new_hold_ids_before = list(state.new_hold_ids)
             try:
                 entry, new_hold_id = _decide(state, outcome.command, group_hold_changes)
@@ -644,8 +644,8 @@ def evaluate(state: LedgerState, groups: Sequence[Sequence[Outcome]]) -> Decisio
                 for hold_id, prior in undo.holds.items():
                     if prior is not None:
                         state.holds[hold_id].status, state.holds[hold_id].posted_amount_minor = prior
-                for e in undo.reversed:
-                    e.reversed = False
+                for e, was_reversed in reversed(undo.reversed):
+                    e.reversed = was_reversed
                 group_hold_changes = dict(hold_changes)
         if failed is not None and len(group) > 1:
             for account_id, totals in undo.accounts.items():
@@ -653,8 +653,8 @@ def evaluate(state: LedgerState, groups: Sequence[Sequence[Outcome]]) -> Decisio
             for hold_id, prior in undo.holds.items():
                 if prior is not None:
                     state.holds[hold_id].status, state.holds[hold_id].posted_amount_minor = prior
-            for e in undo.reversed:
-                e.reversed = False
+            for e, was_reversed in reversed(undo.reversed):
+                e.reversed = was_reversed
             for hid, change in group_hold_changes.items():
                 if change.new and hid not in hold_changes:
                     state.holds.pop(hid, None)

@@ -10,7 +10,7 @@ on SQLite, executemany in the same transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -291,6 +291,7 @@ class BatchWrite:
     accounts: dict[int, AccountState]
     business_date: date
     now: datetime
+    commit_clock: Callable[[], datetime]  # read again after the journal numbers are taken: commit order
 
 
 def write_batch(conn: Connection, batch: BatchWrite) -> None:
@@ -327,7 +328,7 @@ def write_batch(conn: Connection, batch: BatchWrite) -> None:
         first = sequence.take(conn, PLATFORM_CORE, "journal", len(decisions.entries))
         for i, entry in enumerate(decisions.entries):
             entry.seq = first + i
-        _insert_entries(conn, batch)
+        _insert_entries(conn, batch, batch.commit_clock())
     closed = [c for c in decisions.hold_changes.values() if c.hold.status is not HoldStatus.PENDING]
     expired_ids = [i for i in decisions.expired_hold_ids if i not in decisions.hold_changes]
     if closed or expired_ids:
@@ -428,9 +429,9 @@ def _write_balances(conn: Connection, batch: BatchWrite) -> None:
         conn.execute(t.balance_deltas.insert(), deltas)
 
 
-def _insert_entries(conn: Connection, batch: BatchWrite) -> None:
+def _insert_entries(conn: Connection, batch: BatchWrite, now: datetime) -> None:
     entries = batch.decisions.entries
-    bd, now = batch.business_date, batch.now
+    bd = batch.business_date
     if _is_pg(conn):
         raw = driver_connection(conn)
         with raw.cursor() as cur:
@@ -647,37 +648,33 @@ def all_account_rows(conn: Connection) -> list[Any]:
 
 
 def fold_deltas(conn: Connection) -> int:
-    """Fold unfolded balance deltas into their account rows; returns the number of rows folded."""
-    d = t.balance_deltas.c
-    max_id = conn.execute(sa.select(sa.func.max(d.id))).scalar_one_or_none()
-    if max_id is None:
-        return 0
-    sums = conn.execute(
-        sa.select(
-            d.account_id,
-            sa.func.sum(d.debits_posted),
-            sa.func.sum(d.credits_posted),
-            sa.func.sum(d.debits_pending),
-            sa.func.sum(d.credits_pending),
-            sa.func.count(),
+    """Fold balance deltas into their account rows; returns the number of delta rows folded.
+
+    DELETE … RETURNING folds exactly the rows it removed, so a delta committed concurrently is either
+    folded now or left for the next run — never deleted unfolded.
+    """
+    removed = conn.execute(
+        sa.text(
+            "DELETE FROM ledger_balance_deltas RETURNING account_id, debits_posted, credits_posted, "
+            "debits_pending, credits_pending"
         )
-        .where(d.id <= max_id)
-        .group_by(d.account_id)
-        .order_by(d.account_id)
     ).all()
+    sums: dict[int, list[int]] = {}
+    for row in removed:
+        total = sums.setdefault(int(row[0]), [0, 0, 0, 0])
+        for i in range(4):
+            total[i] += int(row[i + 1])
     a = t.accounts.c
-    folded = 0
-    for row in sums:
+    for account_id in sorted(sums):
+        dp, cp, dq, cq = sums[account_id]
         conn.execute(
             sa.update(t.accounts)
-            .where(a.id == row[0])
+            .where(a.id == account_id)
             .values(
-                debits_posted=a.debits_posted + int(row[1]),
-                credits_posted=a.credits_posted + int(row[2]),
-                debits_pending=a.debits_pending + int(row[3]),
-                credits_pending=a.credits_pending + int(row[4]),
+                debits_posted=a.debits_posted + dp,
+                credits_posted=a.credits_posted + cp,
+                debits_pending=a.debits_pending + dq,
+                credits_pending=a.credits_pending + cq,
             )
         )
-        folded += int(row[5])
-    conn.execute(sa.delete(t.balance_deltas).where(d.id <= max_id))
-    return folded
+    return len(removed)

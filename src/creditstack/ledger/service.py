@@ -10,6 +10,7 @@ idempotency (the first outcome of a key is stored and replayed), then the evalua
 from __future__ import annotations
 
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -401,7 +403,7 @@ class LedgerService:
         while True:
             try:
                 return self.db.run(lambda conn: self._decide_and_write(conn, groups))
-            except sa.exc.IntegrityError as exc:
+            except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation, sqlite3.IntegrityError) as exc:
                 # A concurrent request with the same idempotency key committed first: decide again, and
                 # the replay path answers with its outcome.
                 attempt += 1
@@ -448,13 +450,20 @@ class LedgerService:
                     fresh.append(outcome)
                 group_outcomes.append(outcome)
             outcomes.append(group_outcomes)
-            if fresh:
+            if len(group) > 1 and any(id(o) in key_errors for o in group_outcomes):
+                # A linked group with a reused key is refused whole, before it runs: nothing is stored.
+                for outcome in fresh:
+                    outcome.error = errors.LinkedEntryFailed(
+                        f"linked entry {outcome.command.key!r} not committed: another key of the batch was reused"
+                    )
+                    outcome.status_code = outcome.error.http_status
+            elif fresh:
                 pending.append(fresh)
         if pending:
             state = self._load_state(conn, [o.command for g in pending for o in g], now)
             initial = {i: a.copy_totals() for i, a in state.accounts.items()}
             decisions = evaluate(state, pending)
-            repo.write_batch(conn, repo.BatchWrite(decisions, initial, state.accounts, today, now))
+            repo.write_batch(conn, repo.BatchWrite(decisions, initial, state.accounts, today, now, self.clock.now))
         bd_text = today.isoformat()
         for outcome, first in duplicates:
             outcome.stored = first.to_json(bd_text)
