@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from creditstack.core.tables import CoreTables
 
 #: Longest idempotency key accepted.
 IDEMPOTENCY_KEY_LENGTH_MAX = 200
+_KEY_CHARACTERS = re.compile(r"[!-~]+")  # printable ASCII, no spaces
 
 
 class InvalidIdempotencyKey(ValidationFailed):
@@ -33,7 +35,7 @@ def check_key(key: object) -> str:
         raise InvalidIdempotencyKey(
             f"idempotency key must be 1..{IDEMPOTENCY_KEY_LENGTH_MAX} characters", field="idempotency_key"
         )
-    if not all(32 < ord(ch) < 127 for ch in key):
+    if not _KEY_CHARACTERS.fullmatch(key):
         raise InvalidIdempotencyKey("idempotency key must be printable ASCII without spaces", field="idempotency_key")
     return key
 
@@ -67,3 +69,29 @@ def lookup(conn: Connection, tables: CoreTables, member: str, key: str) -> Store
     if row is None:
         return None
     return StoredOutcome(row.request_hash, row.operation, row.status_code, row.outcome)
+
+
+def store(
+    conn: Connection,
+    tables: CoreTables,
+    *,
+    member: str,
+    key: str,
+    request_hash_value: str,
+    operation: str,
+    status_code: int,
+    outcome: dict[str, Any],
+    now: Any,
+) -> None:
+    """Record the first outcome of a key (in the same transaction as the effects it describes)."""
+    conn.execute(
+        tables.idempotency_keys.insert().values(
+            member=member,
+            key=key,
+            request_hash=request_hash_value,
+            operation=operation,
+            status_code=status_code,
+            outcome=outcome,
+            created_at=now,
+        )
+    )

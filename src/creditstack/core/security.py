@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -22,6 +24,7 @@ from creditstack.core.errors import Unauthenticated, ValidationFailed
 
 class Role(StrEnum):
     CONSUMER = "consumer"
+    MERCHANT = "merchant"
     PLATFORM_OPERATOR = "platform_operator"
     PARTNER_BANK = "partner_bank"
     BUREAU_FURNISHER = "bureau_furnisher"
@@ -124,3 +127,35 @@ class PiiVault:
     def lookup_hash(self, value: str, *, kind: str) -> str:
         normalised = "".join(value.split()).upper()
         return hmac.new(self._lookup_key, f"{kind}:{normalised}".encode(), hashlib.sha256).hexdigest()
+
+
+def load_vault(var_dir: Path, env: dict[str, str] | None = None) -> PiiVault:
+    """The PII vault from `CREDITSTACK_PII_KEYS` ("id:base64,id:base64"), `CREDITSTACK_PII_CURRENT_KEY` and
+    `CREDITSTACK_PII_LOOKUP_KEY` (base64); without them (the embedded default) from `{var_dir}/keys/pii.json`,
+    created with fresh random keys and mode 0600 on first use. Keys never live in the repository."""
+    env = dict(os.environ) if env is None else env
+    if env.get("CREDITSTACK_PII_KEYS"):
+        keys = {}
+        for item in env["CREDITSTACK_PII_KEYS"].split(","):
+            key_id, _, b64 = item.strip().partition(":")
+            keys[key_id] = base64.b64decode(b64)
+        current = env.get("CREDITSTACK_PII_CURRENT_KEY") or next(iter(keys))
+        lookup = base64.b64decode(env.get("CREDITSTACK_PII_LOOKUP_KEY", ""))
+        if len(lookup) < 32:
+            raise PiiKeyMissing("CREDITSTACK_PII_LOOKUP_KEY must be at least 32 random bytes, base64")
+        return PiiVault(keys, current, lookup)
+    path = var_dir / "keys" / "pii.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        material = {
+            "keys": {"k1": base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()},
+            "current": "k1",
+            "lookup": base64.b64encode(secrets.token_bytes(32)).decode(),
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(material, handle)
+    data = json.loads(path.read_text())
+    return PiiVault(
+        {k: base64.b64decode(v) for k, v in data["keys"].items()}, data["current"], base64.b64decode(data["lookup"])
+    )

@@ -56,31 +56,26 @@ def _is_pg(conn: Connection) -> bool:
 
 
 def lookup_keys(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredOutcome]:
-    """Stored outcomes for the (member, key) pairs that have one."""
+    """Stored outcomes for the (member, key) pairs that have one (primary-key look-ups, per member)."""
     found: dict[tuple[str, str], StoredOutcome] = {}
-    if not pairs:
-        return found
-    k = PLATFORM_CORE.idempotency_keys
-    unique = list(dict.fromkeys(pairs))
-    for chunk in _chunks(unique):
-        if _is_pg(conn):
-            rows = conn.execute(
-                sa.text(
-                    "SELECT k.member, k.key, k.request_hash, k.operation, k.status_code, k.outcome "
-                    "FROM idempotency_keys k JOIN unnest(CAST(:members AS text[]), CAST(:keys AS text[])) "
-                    "AS q(member, key) ON k.member = q.member AND k.key = q.key"
-                ),
-                {"members": [m for m, _ in chunk], "keys": [key for _, key in chunk]},
-            )
-        else:
-            rows = conn.execute(
-                sa.select(k.c.member, k.c.key, k.c.request_hash, k.c.operation, k.c.status_code, k.c.outcome).where(
-                    sa.tuple_(k.c.member, k.c.key).in_(list(chunk))
-                )
-            )
-        for row in rows:
-            outcome = row.outcome if isinstance(row.outcome, dict) else json.loads(row.outcome)
-            found[(row.member, row.key)] = StoredOutcome(row.request_hash, row.operation, row.status_code, outcome)
+    by_member: dict[str, list[str]] = {}
+    for member, key in dict.fromkeys(pairs):
+        by_member.setdefault(member, []).append(key)
+    sql = "SELECT member, key, request_hash, operation, status_code, outcome FROM idempotency_keys WHERE member = "
+    pg = _is_pg(conn)
+    cur = driver_connection(conn).cursor()
+    try:
+        for member, keys in by_member.items():
+            for chunk in _chunks(keys):
+                if pg:
+                    cur.execute(sql + "%s AND key = ANY(%s)", (member, list(chunk)))
+                else:
+                    cur.execute(sql + f"? AND key IN ({','.join('?' * len(chunk))})", (member, *chunk))
+                for m, k, h, op, status, outcome in cur.fetchall():
+                    body = outcome if isinstance(outcome, dict) else json.loads(outcome)
+                    found[(m, k)] = StoredOutcome(h, op, int(status), body)
+    finally:
+        cur.close()
     return found
 
 
@@ -122,21 +117,6 @@ def account_code_exists(conn: Connection, code: str) -> bool:
     return conn.execute(sa.select(t.accounts.c.id).where(t.accounts.c.code == code)).first() is not None
 
 
-def _state(row: Any) -> AccountState:
-    return AccountState(
-        id=int(row.id),
-        currency=row.currency,
-        type=AccountType(row.type),
-        no_overdraft=bool(row.no_overdraft),
-        credit_limit_minor=int(row.credit_limit_minor),
-        uses_deltas=bool(row.uses_deltas),
-        debits_posted=int(row.debits_posted),
-        credits_posted=int(row.credits_posted),
-        debits_pending=int(row.debits_pending),
-        credits_pending=int(row.credits_pending),
-    )
-
-
 _ACCOUNT_STATE_COLUMNS = (
     t.accounts.c.id,
     t.accounts.c.currency,
@@ -151,25 +131,53 @@ _ACCOUNT_STATE_COLUMNS = (
 )
 
 
+_ACCOUNT_TYPES = {account_type.value: account_type for account_type in AccountType}
+_STATE_SQL = (
+    "SELECT id, currency, type, no_overdraft, credit_limit_minor, uses_deltas, "
+    "debits_posted, credits_posted, debits_pending, credits_pending FROM ledger_accounts"
+)
+
+
+def _state_tuple(r: Sequence[Any]) -> AccountState:
+    return AccountState(
+        int(r[0]),
+        r[1],
+        _ACCOUNT_TYPES[r[2]],
+        bool(r[3]),
+        int(r[4]),
+        bool(r[5]),
+        int(r[6]),
+        int(r[7]),
+        int(r[8]),
+        int(r[9]),
+    )
+
+
 def load_accounts_for_update(conn: Connection, ids: Iterable[int]) -> dict[int, AccountState]:
-    """The accounts with these ids; the ones checked for overdraft are locked, in id order."""
+    """The accounts with these ids; the ones checked for overdraft are locked, in id order.
+
+    PostgreSQL: one locked read (`FOR NO KEY UPDATE`: id and code never change, so foreign-key checks of
+    concurrent posting inserts are not blocked); accounts that take deltas are read without a lock.
+    SQLite: the writer already holds the database lock (`BEGIN IMMEDIATE`).
+    """
     wanted = sorted(set(ids))
-    states: dict[int, AccountState] = {}
-    for chunk in _chunks(wanted):
-        for row in conn.execute(sa.select(*_ACCOUNT_STATE_COLUMNS).where(t.accounts.c.id.in_(list(chunk)))):
-            states[int(row.id)] = _state(row)
-    if _is_pg(conn):
-        locked = sorted(i for i, s in states.items() if not s.uses_deltas)
-        for chunk in _chunks(locked):
-            rows = conn.execute(
-                sa.select(*_ACCOUNT_STATE_COLUMNS)
-                .where(t.accounts.c.id.in_(list(chunk)))
-                .order_by(t.accounts.c.id)
-                .with_for_update()
-            )
-            for row in rows:  # re-read under the lock
-                states[int(row.id)] = _state(row)
-    return states
+    if not wanted:
+        return {}
+    rows: list[Any] = []
+    cur = driver_connection(conn).cursor()
+    try:
+        if _is_pg(conn):
+            cur.execute(_STATE_SQL + " WHERE id = ANY(%s) AND uses_deltas", (wanted,))
+            rows += cur.fetchall()
+            cur.execute(_STATE_SQL + " WHERE id = ANY(%s) AND NOT uses_deltas ORDER BY id FOR NO KEY UPDATE", (wanted,))
+            rows += cur.fetchall()
+        else:
+            for chunk in _chunks(wanted):
+                cur.execute(_STATE_SQL + f" WHERE id IN ({','.join('?' * len(chunk))})", list(chunk))
+                rows += cur.fetchall()
+    finally:
+        cur.close()
+    return {int(r[0]): _state_tuple(r) for r in rows}
 
 
 def account_row(conn: Connection, account_id: int) -> Any | None:
@@ -496,18 +504,22 @@ def _insert_entries(conn: Connection, batch: BatchWrite, now: datetime) -> None:
 
 def _insert_keys(conn: Connection, batch: BatchWrite) -> None:
     bd_text = batch.business_date.isoformat()
-    rows = [
-        (
-            o.command.member,
-            o.command.key,
-            o.request_hash,
-            o.command.operation,
-            o.status_code,
-            json.dumps(o.to_json(bd_text), separators=(",", ":")),
+    rows = []
+    for o in batch.decisions.outcomes:
+        if o.replayed:
+            continue
+        body = o.to_json(bd_text)
+        o.stored = body  # computed once: the caller's result reuses it
+        rows.append(
+            (
+                o.command.member,
+                o.command.key,
+                o.request_hash,
+                o.command.operation,
+                o.status_code,
+                json.dumps(body, separators=(",", ":")),
+            )
         )
-        for o in batch.decisions.outcomes
-        if not o.replayed
-    ]
     if not rows:
         return
     if _is_pg(conn):
