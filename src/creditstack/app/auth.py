@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from creditstack.app.platform import Platform
 from creditstack.core.apikeys import Principal
@@ -17,7 +18,7 @@ _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token: `
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key in a header")
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
@@ -25,22 +26,26 @@ def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def current_principal(
+async def current_principal(
     platform: PlatformDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> Principal:
+    """The caller. Verified keys are remembered briefly, so a hot path needs no database read."""
     token = bearer.credentials if bearer is not None else header
     if not token:
         raise Unauthenticated("an API key is required (Authorization: Bearer … or X-API-Key)")
-    return platform.keys.authenticate(token)
+    cached = platform.keys.cached(token)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(platform.keys.authenticate_cached, token)
 
 
-def require(*roles: Role) -> Callable[..., Principal]:
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting only the given roles."""
     allowed = frozenset(roles)
 
-    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in allowed:
             raise Forbidden(
                 f"role {principal.role.value} may not do this; needs one of "

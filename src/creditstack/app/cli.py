@@ -83,9 +83,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    from creditstack.app.main import create_app
+    from creditstack.app.main import app_factory
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    uvicorn.run(app_factory(), host=host, port=port, log_level="warning")
 
 
 @app.command()

@@ -9,9 +9,13 @@ from creditstack.core import business_date, migrate
 from creditstack.core.apikeys import ApiKeys
 from creditstack.core.clock import Clock, SystemClock
 from creditstack.core.db import Database
+from creditstack.core.security import PiiVault, load_vault
 from creditstack.core.settings import Settings
 from creditstack.core.tables import PLATFORM_CORE
 from creditstack.ledger.service import SERVICE, LedgerService
+from creditstack.payments.domain import BankRail
+from creditstack.payments.rail import SimulatedRail
+from creditstack.payments.service import PaymentsService
 
 
 @dataclass
@@ -21,14 +25,25 @@ class Platform:
     clock: Clock
     keys: ApiKeys
     ledger: LedgerService
+    payments: PaymentsService
+    rail: BankRail
 
     def close(self) -> None:
         self.ledger.close()
         self.db.dispose()
 
 
-def open_platform(settings: Settings, clock: Clock | None = None, *, migrate_schema: bool = True) -> Platform:
-    """Open (and on first use create) the platform database, and set its business date if unset."""
+def open_platform(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    migrate_schema: bool = True,
+    rail: BankRail | None = None,
+    vault: PiiVault | None = None,
+) -> Platform:
+    """Open (and on first use create) the platform database, and set its business date if unset.
+
+    The bank rail defaults to the simulated one (the embedded default has no bank to talk to)."""
     url = settings.platform_database_url()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -37,10 +52,16 @@ def open_platform(settings: Settings, clock: Clock | None = None, *, migrate_sch
     clock = clock or SystemClock()
     db = Database(url)
     db.run(lambda conn: business_date.initialise(conn, PLATFORM_CORE, SERVICE, settings.timezone, clock))
+    ledger = LedgerService(db, clock, batch_entries_max=settings.ledger_batch_entries_max)
+    if rail is None:
+        rail = SimulatedRail(business_date=ledger.business_date)
+    payments = PaymentsService(db, clock, ledger, vault or load_vault(settings.var_dir), rail)
     return Platform(
         settings=settings,
         db=db,
         clock=clock,
         keys=ApiKeys(db, PLATFORM_CORE, clock),
-        ledger=LedgerService(db, clock, batch_entries_max=settings.ledger_batch_entries_max),
+        ledger=ledger,
+        payments=payments,
+        rail=rail,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -38,11 +41,41 @@ def check_member(member: str) -> str:
     return member
 
 
+#: How long a verified key is trusted from memory before it is checked against the database again
+#: (bounds how long a key revoked by another process keeps working here).
+KEY_CACHE_SECONDS = 30.0
+#: Most verified keys kept in memory.
+KEY_CACHE_ENTRIES_MAX = 10_000
+
+
 class ApiKeys:
     def __init__(self, db: Database, tables: CoreTables, clock: Clock) -> None:
         self.db = db
         self.tables = tables
         self.clock = clock
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache_lock = threading.Lock()
+
+    def cached(self, token: str) -> Principal | None:
+        """A recently verified principal for this token, without touching the database."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._cache_lock:
+            hit = self._cache.get(digest)
+            if hit is not None and hit[1] > time.monotonic():
+                return hit[0]
+        return None
+
+    def authenticate_cached(self, token: str) -> Principal:
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
+        principal = self.authenticate(token)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._cache_lock:
+            if len(self._cache) >= KEY_CACHE_ENTRIES_MAX:
+                self._cache.clear()
+            self._cache[digest] = (principal, time.monotonic() + KEY_CACHE_SECONDS)
+        return principal
 
     def create(self, role: Role, member: str, label: str = "") -> tuple[Principal, str]:
         """A new key; returns the principal and the token, which is never shown again."""
@@ -79,6 +112,10 @@ class ApiKeys:
         return Principal(key_id, Role(row.role), row.member)
 
     def revoke(self, key_id: str) -> bool:
+        with self._cache_lock:
+            for digest, (principal, _) in list(self._cache.items()):
+                if principal.key_id == key_id:
+                    del self._cache[digest]
         k = self.tables.api_keys.c
         return bool(
             self.db.run(

@@ -7,6 +7,7 @@ come back as problem+json with their code.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from creditstack.app.auth import LedgerWriter, Operator, PlatformDep
+from creditstack.app.platform import Platform
 from creditstack.app.problems import problem
 from creditstack.app.wire import MoneyIn
 from creditstack.core.idempotency import IDEMPOTENCY_KEY_LENGTH_MAX
@@ -136,6 +138,11 @@ def _answer(result: CommandResult) -> JSONResponse:
     return response
 
 
+async def _run(platform: Platform, command: Command) -> CommandResult:
+    """Hand the command to the group-commit writer and wait without holding a thread."""
+    return await asyncio.wrap_future(platform.ledger.execute_future(command))
+
+
 def _result_json(result: CommandResult) -> dict[str, Any]:
     return {
         "idempotency_key": result.key,
@@ -209,12 +216,14 @@ def history(
     summary="Post a journal entry",
     responses={409: {"description": "Business rejection (problem+json)"}},
 )
-def post_entry(body: EntryIn, key: IdempotencyKey, platform: PlatformDep, principal: LedgerWriter) -> JSONResponse:
-    return _answer(platform.ledger.execute(_entry(principal.member, key, body)))
+async def post_entry(
+    body: EntryIn, key: IdempotencyKey, platform: PlatformDep, principal: LedgerWriter
+) -> JSONResponse:
+    return _answer(await _run(platform, _entry(principal.member, key, body)))
 
 
 @router.post("/transfers", status_code=201, summary="Post a two-posting transfer")
-def post_transfer(
+async def post_transfer(
     body: TransferIn, key: IdempotencyKey, platform: PlatformDep, principal: LedgerWriter
 ) -> JSONResponse:
     command = transfer(
@@ -227,7 +236,7 @@ def post_transfer(
         body.description,
         body.metadata,
     )
-    return _answer(platform.ledger.execute(command))
+    return _answer(await _run(platform, command))
 
 
 @router.post("/batches", summary="Post many entries in one round trip (optionally linked: all or nothing)")
@@ -249,14 +258,16 @@ def get_entry(seq: int, platform: PlatformDep, _principal: LedgerWriter) -> dict
 
 
 @router.post("/entries/{seq}/reverse", status_code=201, summary="Reverse an entry by a new entry")
-def reverse_entry(
+async def reverse_entry(
     seq: int, body: ReverseIn, key: IdempotencyKey, platform: PlatformDep, principal: LedgerWriter
 ) -> JSONResponse:
-    return _answer(platform.ledger.execute(ReverseEntry(principal.member, key, seq, body.description)))
+    return _answer(await _run(platform, ReverseEntry(principal.member, key, seq, body.description)))
 
 
 @router.post("/holds", status_code=201, summary="Reserve funds (two-phase: post or void later)")
-def reserve_hold(body: HoldIn, key: IdempotencyKey, platform: PlatformDep, principal: LedgerWriter) -> JSONResponse:
+async def reserve_hold(
+    body: HoldIn, key: IdempotencyKey, platform: PlatformDep, principal: LedgerWriter
+) -> JSONResponse:
     command = ReserveHold(
         principal.member,
         key,
@@ -267,7 +278,7 @@ def reserve_hold(body: HoldIn, key: IdempotencyKey, platform: PlatformDep, princ
         body.expires_at,
         body.description,
     )
-    return _answer(platform.ledger.execute(command))
+    return _answer(await _run(platform, command))
 
 
 @router.get("/holds/{hold_id}", summary="A hold and its status")
@@ -276,16 +287,16 @@ def get_hold(hold_id: str, platform: PlatformDep, _principal: LedgerWriter) -> d
 
 
 @router.post("/holds/{hold_id}/post", status_code=201, summary="Post a hold (up to the held amount)")
-def post_hold(
+async def post_hold(
     hold_id: str, body: HoldPostIn, key: IdempotencyKey, platform: PlatformDep, principal: LedgerWriter
 ) -> JSONResponse:
     amount = body.amount.amount_minor if body.amount else None
-    return _answer(platform.ledger.execute(PostHold(principal.member, key, hold_id, amount, body.description)))
+    return _answer(await _run(platform, PostHold(principal.member, key, hold_id, amount, body.description)))
 
 
 @router.post("/holds/{hold_id}/void", status_code=201, summary="Void a hold, releasing its funds")
-def void_hold(hold_id: str, key: IdempotencyKey, platform: PlatformDep, principal: LedgerWriter) -> JSONResponse:
-    return _answer(platform.ledger.execute(VoidHold(principal.member, key, hold_id)))
+async def void_hold(hold_id: str, key: IdempotencyKey, platform: PlatformDep, principal: LedgerWriter) -> JSONResponse:
+    return _answer(await _run(platform, VoidHold(principal.member, key, hold_id)))
 
 
 @router.post("/audit", summary="Re-derive every balance from the postings and report differences")

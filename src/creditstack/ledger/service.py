@@ -363,8 +363,23 @@ class LedgerService:
 
     def execute(self, command: Command) -> CommandResult:
         """One command through the group-commit writer (validation errors raise)."""
+        return self.execute_future(command).result()
+
+    def execute_future(self, command: Command) -> Future[CommandResult]:
+        """Like `execute`, without waiting: for async callers (`asyncio.wrap_future`)."""
         command.validate()
-        return self._writer_instance().submit([[command]]).result()[0]
+        batch_future = self._writer_instance().submit([[command]])
+        single: Future[CommandResult] = Future()
+
+        def done(f: Future[list[CommandResult]]) -> None:
+            error = f.exception()
+            if error is not None:
+                single.set_exception(error)
+            else:
+                single.set_result(f.result()[0])
+
+        batch_future.add_done_callback(done)
+        return single
 
     def execute_linked(self, commands: Sequence[Command]) -> list[CommandResult]:
         if not commands:
