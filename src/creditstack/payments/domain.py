@@ -1,0 +1,182 @@
+"""Payments, pure: kinds, KYC-tier limits, merchant fees and refunds, and the ports to the outside.
+
+Fees: fee = amount × bps / 10,000, rounded half-even, posted to fee income. A refund returns the fee pro
+rata (cumulatively, so that a payment refunded in parts returns exactly the whole fee in the end) or not
+at all, per the merchant's agreement.
+
+    >>> merchant_fee(10_000, 60)      # 0.6 % of CNY 100.00
+    60
+    >>> refund_fee_share(60, 10_000, 0, 3_333, "pro_rata")   # a third refunded first
+    20
+    >>> refund_fee_share(60, 10_000, 3_333, 6_667, "pro_rata")  # the rest: 60 in all
+    40
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from fractions import Fraction
+from typing import Any, Protocol
+
+from creditstack.core.money import basis_points_of, round_minor
+from creditstack.payments import errors
+
+
+class CustomerKind(StrEnum):
+    CONSUMER = "consumer"
+    MERCHANT = "merchant"
+    BILLER = "biller"
+
+
+class WalletStatus(StrEnum):
+    ACTIVE = "active"
+    FROZEN = "frozen"
+    CLOSED = "closed"
+
+
+class PaymentKind(StrEnum):
+    TOP_UP = "top_up"
+    WITHDRAWAL = "withdrawal"
+    P2P = "p2p"
+    MERCHANT = "merchant"
+    REFUND = "refund"
+    BILL = "bill"
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"  # sent to the rail, no outcome yet
+    UNKNOWN = "unknown"  # the rail timed out: funds stay held until the rail or a statement decides
+    COMPLETED = "completed"
+    REJECTED = "rejected"  # refused by a rule (funds, limits) or by the rail
+    RELEASED = "released"  # an unknown withdrawal released by an operator
+
+
+class RefundFeePolicy(StrEnum):
+    PRO_RATA = "pro_rata"
+    NONE = "none"
+
+
+#: Outgoing kinds count against the payer's limits.
+OUTGOING_KINDS = frozenset({PaymentKind.WITHDRAWAL, PaymentKind.P2P, PaymentKind.MERCHANT, PaymentKind.BILL})
+
+
+@dataclass(frozen=True, slots=True)
+class TierLimits:
+    """Limits of a KYC tier in minor units of the wallet's currency; days and months are business dates."""
+
+    tier: int
+    per_transaction_minor: int
+    daily_minor: int
+    monthly_minor: int
+    daily_count_max: int  # velocity: outgoing payments per business day
+
+
+#: Default tiers (CNY), after the PBOC's classes of payment accounts (Class I/II/III, 2015 rules):
+#: tier 1 is a lightly verified account, tier 3 fully verified.
+DEFAULT_TIERS: dict[int, TierLimits] = {
+    1: TierLimits(1, 200_000, 500_000, 1_000_000, 20),  # CNY 2,000 / 5,000 / 10,000
+    2: TierLimits(2, 1_000_000, 5_000_000, 20_000_000, 50),  # CNY 10,000 / 50,000 / 200,000
+    3: TierLimits(3, 5_000_000, 20_000_000, 100_000_000, 200),  # CNY 50,000 / 200,000 / 1,000,000
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUsage:
+    daily_minor: int
+    daily_count: int
+    monthly_minor: int
+
+
+def check_limits(limits: TierLimits, usage: LimitUsage, amount_minor: int) -> None:
+    """Raise `LimitExceeded` naming the first limit the payment would pass; equal to a limit passes."""
+    checks = (
+        ("per_transaction", amount_minor, limits.per_transaction_minor),
+        ("daily", usage.daily_minor + amount_minor, limits.daily_minor),
+        ("monthly", usage.monthly_minor + amount_minor, limits.monthly_minor),
+        ("daily_count", usage.daily_count + 1, limits.daily_count_max),
+    )
+    for name, value, limit in checks:
+        if value > limit:
+            remaining = max(limit - (value - (1 if name == "daily_count" else amount_minor)), 0)
+            raise errors.LimitExceeded(
+                f"{name} limit of tier {limits.tier} is {limit}; this payment would make it {value}",
+                limit=name,
+                tier=limits.tier,
+                limit_value=limit,
+                would_be=value,
+                remaining=remaining,
+            )
+
+
+def merchant_fee(amount_minor: int, fee_bps: int) -> int:
+    return basis_points_of(amount_minor, fee_bps)
+
+
+def refund_fee_share(
+    fee_minor: int, amount_minor: int, refunded_before_minor: int, refund_minor: int, policy: str
+) -> int:
+    """The part of the merchant fee returned with this refund: cumulative pro rata, or nothing."""
+    if policy == RefundFeePolicy.NONE or fee_minor == 0:
+        return 0
+    before = round_minor(Fraction(fee_minor * refunded_before_minor, amount_minor))
+    after = round_minor(Fraction(fee_minor * (refunded_before_minor + refund_minor), amount_minor))
+    return after - before
+
+
+def period_keys(business_date: date) -> tuple[str, str]:
+    return f"D{business_date.isoformat()}", f"M{business_date.year:04d}-{business_date.month:02d}"
+
+
+# ---------------------------------------------------------------- ports
+
+
+class RailOutcome(StrEnum):
+    SETTLED = "settled"
+    REJECTED = "rejected"
+    TIMEOUT = "timeout"  # no answer in time: the outcome is unknown, not a failure
+    ACCEPTED = "accepted"  # taken, will settle (or be rejected) later
+
+
+@dataclass(frozen=True, slots=True)
+class RailInstruction:
+    """One instruction to the custodian bank; `end_to_end_id` is its idempotency key and reconciliation id."""
+
+    end_to_end_id: str
+    direction: str  # "collect" (top-up, money into settlement) | "pay_out" (withdrawal)
+    amount_minor: int
+    currency: str
+    account_reference: str  # the customer's bank account token at the bank (never a raw account number)
+
+
+class BankRail(Protocol):
+    """The custodian bank's payment rail. Submitting the same end-to-end id again must not pay twice."""
+
+    def submit(self, instruction: RailInstruction) -> RailOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FundingLeg:
+    """The debit side of a merchant payment when it is not funded from the wallet."""
+
+    ledger_account_id: int
+    source_reference: str  # e.g. the credit line id, for the source's own records
+
+
+class FundingSource(Protocol):
+    """Something other than the wallet that can pay a merchant (lending implements it for credit lines).
+
+    `reserve` is called inside the payment's transaction (`transaction` is that database connection, so
+    the source's own rows commit atomically with the payment); it returns the ledger account to debit, or
+    raises a `CreditstackError` (e.g. over the line's limit). `refunded` is told, in the refund's
+    transaction, when a funded payment is refunded, and returns the account to credit back.
+    """
+
+    name: str
+
+    def reserve(
+        self, transaction: Any, *, customer_id: str, amount_minor: int, currency: str, payment_id: str
+    ) -> FundingLeg: ...
+
+    def refunded(self, transaction: Any, *, payment_id: str, amount_minor: int, currency: str) -> FundingLeg: ...

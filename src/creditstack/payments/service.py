@@ -1,0 +1,1229 @@
+"""Payments use cases: customers, wallets, top-ups and withdrawals over the bank rail, peer transfers,
+merchant payments and refunds, bill payments, history.
+
+Every movement is one balanced ledger entry (or hold), posted through `LedgerService` inside the
+payment's own transaction, so the payment row, the limit counters, the idempotency record, the ledger
+entry and the outbox event commit together or not at all.
+
+Outcomes follow the ledger's idempotency rules: a malformed or impossible request (unknown or frozen
+wallet, self-transfer, wrong currency, refund of a refund) is refused before anything runs and stores
+nothing; a request that ran and was refused by the state of the world (insufficient funds, a limit) is a
+stored business rejection, replayed as it was. Rail calls happen outside database transactions: the
+instruction is recorded first (with its end-to-end id, the rail's idempotency key), then sent, then its
+outcome applied; a timeout leaves the payment `unknown` and any hold in place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from creditstack.core import business_date as business_dates
+from creditstack.core import events, idempotency
+from creditstack.core.clock import Clock
+from creditstack.core.db import Database
+from creditstack.core.errors import CreditstackError, ValidationFailed
+from creditstack.core.events import DomainEvent
+from creditstack.core.ids import new_id
+from creditstack.core.money import Currency, Money
+from creditstack.core.security import PiiVault
+from creditstack.core.tables import PLATFORM_CORE
+from creditstack.ledger.domain import (
+    AccountType,
+    Command,
+    PostEntry,
+    PostHold,
+    PostingSpec,
+    ReserveHold,
+    Side,
+    VoidHold,
+)
+from creditstack.ledger.service import CommandResult, LedgerService
+from creditstack.payments import errors
+from creditstack.payments import repository as repo
+from creditstack.payments.domain import (
+    DEFAULT_TIERS,
+    BankRail,
+    CustomerKind,
+    FundingSource,
+    PaymentKind,
+    PaymentStatus,
+    RailInstruction,
+    RailOutcome,
+    RefundFeePolicy,
+    TierLimits,
+    WalletStatus,
+    check_limits,
+    merchant_fee,
+    period_keys,
+    refund_fee_share,
+)
+
+SERVICE = "platform"
+LEDGER_MEMBER = "payments"
+TOPIC_COMPLETED = "payments.payment_completed"
+TOPIC_RAIL_BREAK = "payments.rail_break"
+#: Largest page of payment history.
+HISTORY_PAGE_MAX = 500
+#: How many times a payment is decided again after colliding with a concurrent duplicate key.
+KEY_COLLISION_RETRIES_MAX = 5
+_NATIONAL_ID = re.compile(r"^[0-9A-Za-z-]{4,32}$")
+_CN_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    """One call's answer: HTTP-like status, body (stored on first run, replayed later), replay flag."""
+
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.body.get("status") not in (None, PaymentStatus.REJECTED.value) and "error" not in self.body
+
+    @property
+    def payment_id(self) -> str | None:
+        value = self.body.get("payment_id")
+        return str(value) if value is not None else None
+
+    @property
+    def error_code(self) -> str | None:
+        error = self.body.get("error")
+        return error.get("code") if isinstance(error, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Income:
+    as_of: date
+    annual_income: Money
+
+
+def valid_cn_resident_id(value: str) -> bool:
+    """ISO 7064 MOD 11-2 check digit of an 18-character PRC resident identity number (GB 11643-1999)."""
+    if len(value) != 18 or not value[:17].isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(value[:17], _CN_ID_WEIGHTS, strict=True))
+    return "10X98765432"[total % 11] == value[17].upper()
+
+
+class PaymentsService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        ledger: LedgerService,
+        vault: PiiVault,
+        rail: BankRail,
+        *,
+        tiers: dict[int, TierLimits] | None = None,
+        funding_sources: dict[str, FundingSource] | None = None,
+        timing_tolerance_business_days: int = 2,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.ledger = ledger
+        self.vault = vault
+        self.rail = rail
+        self.tiers = tiers or dict(DEFAULT_TIERS)
+        self.funding_sources = dict(funding_sources or {})
+        self.timing_tolerance_business_days = timing_tolerance_business_days
+        self._house: dict[tuple[str, str], int] = {}
+
+    def register_funding_source(self, source: FundingSource) -> None:
+        self.funding_sources[source.name] = source
+
+    # ------------------------------------------------------------ house accounts
+
+    HOUSE_PURPOSES = ("settlement", "fee_income", "suspense")
+
+    def ensure_house_accounts(self, currency: str) -> None:
+        """Open the house accounts of a currency if missing. Called before a payment's transaction starts,
+        never inside one (opening an account is its own transaction)."""
+        for purpose in self.HOUSE_PURPOSES:
+            self._house_account(purpose, currency)
+
+    def house_account(self, purpose: str, currency: str) -> int:
+        """The ledger account of a house purpose: settlement (asset at the custodian bank), fee_income,
+        suspense (rail breaks). Inside a transaction only after `ensure_house_accounts`."""
+        cached = self._house.get((purpose, currency))
+        if cached is None:
+            raise CreditstackError(f"house account {purpose} {currency} used before ensure_house_accounts")
+        return cached
+
+    def _house_account(self, purpose: str, currency: str) -> int:
+        cached = self._house.get((purpose, currency))
+        if cached is not None:
+            return cached
+        code = f"payments:{purpose}:{currency}"
+        found = self.ledger.find_account(code)
+        if found is None:
+            account_type = {"settlement": "asset", "fee_income": "income", "suspense": "asset"}[purpose]
+            try:
+                found = self.ledger.open_account(
+                    member=LEDGER_MEMBER,
+                    code=code,
+                    currency=currency,
+                    type=account_type,
+                    uses_deltas=True,  # hot house accounts: never a lock, insert-only deltas
+                )
+            except CreditstackError:
+                found = self.ledger.find_account(code)  # opened concurrently
+                if found is None:
+                    raise
+        self._house[(purpose, currency)] = found.id
+        return found.id
+
+    # ------------------------------------------------------------ customers
+
+    def register_customer(
+        self,
+        *,
+        kind: CustomerKind | str,
+        legal_name: str,
+        national_id: str | None = None,
+        date_of_birth: date | None = None,
+        address: str | None = None,
+        phone: str | None = None,
+        kyc_tier: int = 1,
+        incomes: Sequence[Income] = (),
+        merchant_category: str | None = None,
+        fee_bps: int | None = None,
+        refund_fee_policy: str | None = None,
+        reference_pattern: str | None = None,
+    ) -> dict[str, Any]:
+        """Register a consumer, merchant or biller. Personal data is sealed; only the id is returned."""
+        try:
+            customer_kind = CustomerKind(kind)
+        except ValueError as exc:
+            raise errors.InvalidCustomer(f"unknown customer kind {kind!r}", field="kind") from exc
+        if not legal_name or len(legal_name) > 200:
+            raise errors.InvalidCustomer("legal name must be 1..200 characters", field="legal_name")
+        if kyc_tier not in self.tiers:
+            raise errors.InvalidCustomer(f"unknown KYC tier {kyc_tier}", field="kyc_tier")
+        if customer_kind is CustomerKind.CONSUMER:
+            if national_id is None or date_of_birth is None:
+                raise errors.InvalidCustomer("a consumer needs a national id and a date of birth", field="national_id")
+            if date_of_birth >= self.clock.now().date():
+                raise errors.InvalidCustomer("date of birth must be in the past", field="date_of_birth")
+        if national_id is not None:
+            national_id = "".join(national_id.split()).upper()
+            if not _NATIONAL_ID.match(national_id):
+                raise errors.InvalidCustomer("national id must be 4..32 letters or digits", field="national_id")
+            if len(national_id) == 18 and national_id[:17].isdigit() and not valid_cn_resident_id(national_id):
+                raise errors.InvalidCustomer("resident id check digit does not match", field="national_id")
+        if customer_kind is CustomerKind.MERCHANT:
+            if fee_bps is None or not 0 <= fee_bps <= 10_000:
+                raise errors.InvalidCustomer("a merchant needs fee_bps in 0..10000", field="fee_bps")
+            if merchant_category is None or not re.fullmatch(r"\d{4}", merchant_category):
+                raise errors.InvalidCustomer("merchant category must be a 4-digit MCC", field="merchant_category")
+            refund_fee_policy = RefundFeePolicy(refund_fee_policy or RefundFeePolicy.PRO_RATA).value
+        if reference_pattern is not None:
+            try:
+                re.compile(reference_pattern)
+            except re.error as exc:
+                raise errors.InvalidCustomer(
+                    "reference pattern is not a regular expression", field="reference_pattern"
+                ) from exc
+        for income in incomes:
+            if income.annual_income.amount_minor < 0:
+                raise errors.InvalidCustomer("income cannot be negative", field="incomes")
+        customer_id = new_id("cus")
+        lookup = self.vault.lookup_hash(national_id, kind="national_id") if national_id else None
+
+        def seal(value: str | None, what: str) -> str | None:
+            return None if value is None else self.vault.seal(value, context=f"{customer_id}:{what}")
+
+        row = {
+            "id": customer_id,
+            "kind": customer_kind.value,
+            "legal_name_sealed": seal(legal_name, "legal_name"),
+            "date_of_birth_sealed": seal(date_of_birth.isoformat() if date_of_birth else None, "date_of_birth"),
+            "national_id_sealed": seal(national_id, "national_id"),
+            "national_id_hash": lookup,
+            "address_sealed": seal(address, "address"),
+            "phone_sealed": seal(phone, "phone"),
+            "kyc_tier": kyc_tier,
+            "merchant_category": merchant_category,
+            "fee_bps": fee_bps,
+            "refund_fee_policy": refund_fee_policy,
+            "reference_pattern": reference_pattern,
+            "created_at": self.clock.now(),
+        }
+
+        def work(conn: Connection) -> None:
+            if lookup is not None and repo.customer_by_national_id_hash(conn, customer_kind.value, lookup):
+                raise errors.DuplicateCustomer(f"a {customer_kind.value} with this national id exists")
+            repo.insert_customer(conn, row)
+            repo.insert_incomes(
+                conn,
+                customer_id,
+                [(i.as_of, i.annual_income.amount_minor, i.annual_income.currency.code) for i in incomes],
+            )
+
+        self.db.run(work)
+        return self.get_customer(customer_id)
+
+    def get_customer(self, customer_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        """The customer without personal data (masked national id), as any authorised caller may see it."""
+        if owner is not None and owner != customer_id:
+            raise errors.CustomerNotFound(f"no customer {customer_id}")
+
+        def work(conn: Connection) -> dict[str, Any]:
+            row = repo.customer_row(conn, customer_id)
+            if row is None:
+                raise errors.CustomerNotFound(f"no customer {customer_id}")
+            masked = None
+            if row.national_id_sealed:
+                plain = self.vault.open(row.national_id_sealed, context=f"{customer_id}:national_id")
+                masked = plain[:2] + "*" * (len(plain) - 6) + plain[-4:]
+            return {
+                "id": row.id,
+                "kind": row.kind,
+                "kyc_tier": int(row.kyc_tier),
+                "national_id_masked": masked,
+                "merchant_category": row.merchant_category,
+                "fee_bps": row.fee_bps,
+                "refund_fee_policy": row.refund_fee_policy,
+                "wallets": [w.id for w in repo.wallets_of(conn, customer_id)],
+            }
+
+        return self.db.run(work, readonly=True)
+
+    def customer_personal_data(self, customer_id: str) -> dict[str, Any]:
+        """Unsealed personal data, for the operator's KYC view and the bureau furnishing job only."""
+
+        def work(conn: Connection) -> dict[str, Any]:
+            row = repo.customer_row(conn, customer_id)
+            if row is None:
+                raise errors.CustomerNotFound(f"no customer {customer_id}")
+
+            def unseal(value: str | None, what: str) -> str | None:
+                return None if value is None else self.vault.open(value, context=f"{customer_id}:{what}")
+
+            return {
+                "id": customer_id,
+                "legal_name": unseal(row.legal_name_sealed, "legal_name"),
+                "date_of_birth": unseal(row.date_of_birth_sealed, "date_of_birth"),
+                "national_id": unseal(row.national_id_sealed, "national_id"),
+                "address": unseal(row.address_sealed, "address"),
+                "phone": unseal(row.phone_sealed, "phone"),
+            }
+
+        return self.db.run(work, readonly=True)
+
+    def find_customer_by_national_id(self, national_id: str, kind: str = "consumer") -> str | None:
+        lookup = self.vault.lookup_hash("".join(national_id.split()).upper(), kind="national_id")
+        row = self.db.run(lambda conn: repo.customer_by_national_id_hash(conn, kind, lookup), readonly=True)
+        return None if row is None else str(row.id)
+
+    def average_annual_income(self, customer_id: str, as_of: date, years: int = 3) -> Money | None:
+        """Mean of the annual incomes declared in the `years` before `as_of` (the lending caps use 3)."""
+        rows = self.db.run(lambda conn: repo.incomes_of(conn, customer_id), readonly=True)
+        window_start = (
+            as_of.replace(year=as_of.year - years)
+            if not (as_of.month == 2 and as_of.day == 29)
+            else (as_of - timedelta(days=365 * years + 1))
+        )
+        recent = [r for r in rows if window_start < r.as_of <= as_of]
+        if not recent:
+            return None
+        currency = recent[0].currency
+        total = sum(int(r.annual_income_minor) for r in recent)
+        return Money(total // len(recent), Currency.of(currency))
+
+    # ------------------------------------------------------------ wallets
+
+    def open_wallet(self, customer_id: str, currency: str = "CNY", *, owner: str | None = None) -> dict[str, Any]:
+        Currency.of(currency)
+        if owner is not None and owner != customer_id:
+            raise errors.CustomerNotFound(f"no customer {customer_id}")
+        if self.db.run(lambda conn: repo.customer_row(conn, customer_id), readonly=True) is None:
+            raise errors.CustomerNotFound(f"no customer {customer_id}")
+        wallet_id = new_id("wal")
+        account = self.ledger.open_account(
+            member=LEDGER_MEMBER,
+            code=f"payments:wallet:{wallet_id}",
+            currency=currency,
+            type=AccountType.LIABILITY,
+            no_overdraft=True,
+            metadata={"wallet_id": wallet_id, "customer_id": customer_id},
+        )
+        self.db.run(
+            lambda conn: repo.insert_wallet(
+                conn,
+                {
+                    "id": wallet_id,
+                    "customer_id": customer_id,
+                    "currency": currency,
+                    "ledger_account_id": account.id,
+                    "status": WalletStatus.ACTIVE.value,
+                    "created_at": self.clock.now(),
+                },
+            )
+        )
+        return self.get_wallet(wallet_id)
+
+    def get_wallet(self, wallet_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        row = self.db.run(lambda conn: repo.wallet_row(conn, wallet_id), readonly=True)
+        if row is None or (owner is not None and row.customer_id != owner):
+            raise errors.WalletNotFound(f"no wallet {wallet_id}")
+        account = self.ledger.get_account(int(row.ledger_account_id))
+        limits = self.tiers[int(row.kyc_tier)]
+        return {
+            "id": row.id,
+            "customer_id": row.customer_id,
+            "customer_kind": row.customer_kind,
+            "currency": row.currency,
+            "status": row.status,
+            "kyc_tier": int(row.kyc_tier),
+            "balance": {"amount_minor": account.balance_minor, "currency": row.currency},
+            "available": {"amount_minor": account.available_minor, "currency": row.currency},
+            "held": {"amount_minor": account.pending_out_minor, "currency": row.currency},
+            "limits": {
+                "per_transaction_minor": limits.per_transaction_minor,
+                "daily_minor": limits.daily_minor,
+                "monthly_minor": limits.monthly_minor,
+                "daily_count_max": limits.daily_count_max,
+            },
+        }
+
+    def wallet_owner(self, wallet_id: str) -> str | None:
+        row = self.db.run(lambda conn: repo.wallet_row(conn, wallet_id), readonly=True)
+        return None if row is None else str(row.customer_id)
+
+    def set_wallet_frozen(self, wallet_id: str, frozen: bool) -> dict[str, Any]:
+        def work(conn: Connection) -> None:
+            row = repo.wallet_row(conn, wallet_id)
+            if row is None:
+                raise errors.WalletNotFound(f"no wallet {wallet_id}")
+            if row.status == WalletStatus.CLOSED:
+                raise errors.WalletClosed(f"wallet {wallet_id} is closed")
+            repo.set_wallet_status(conn, wallet_id, WalletStatus.FROZEN if frozen else WalletStatus.ACTIVE)
+
+        self.db.run(work)
+        return self.get_wallet(wallet_id)
+
+    def close_wallet(self, wallet_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        wallet = self.get_wallet(wallet_id, owner=owner)
+        if wallet["balance"]["amount_minor"] != 0 or wallet["held"]["amount_minor"] != 0:
+            raise errors.WalletNotEmpty(f"wallet {wallet_id} holds {wallet['balance']['amount_minor']}")
+        self.db.run(lambda conn: repo.set_wallet_status(conn, wallet_id, WalletStatus.CLOSED))
+        return self.get_wallet(wallet_id)
+
+    # ------------------------------------------------------------ shared machinery
+
+    def _idempotent(
+        self,
+        member: str,
+        key: str,
+        operation: str,
+        request: dict[str, Any],
+        work: Callable[[Connection, str], tuple[int, dict[str, Any]]],
+        currency: Currency,
+    ) -> PaymentResult:
+        """Run `work` once per (member, key): store its outcome with the request's hash, replay it after."""
+        idempotency.check_key(key)
+        self.ensure_house_accounts(currency.code)
+        request_hash = idempotency.request_hash(operation, request)
+        attempt = 0
+        while True:
+            try:
+                return self.db.run(lambda conn: self._once(conn, member, key, operation, request_hash, work))
+            except sa.exc.IntegrityError as exc:
+                attempt += 1
+                if attempt > KEY_COLLISION_RETRIES_MAX or "idempotency" not in str(exc).lower():
+                    raise
+
+    def _once(
+        self,
+        conn: Connection,
+        member: str,
+        key: str,
+        operation: str,
+        request_hash: str,
+        work: Callable[[Connection, str], tuple[int, dict[str, Any]]],
+    ) -> PaymentResult:
+        stored = idempotency.lookup(conn, PLATFORM_CORE, member, key)
+        if stored is not None:
+            stored.replay(request_hash, key)
+            body = stored.outcome
+            if "payment_id" in body and "error" not in body:  # asynchronous payments: show where they are now
+                row = repo.payment_row(conn, body["payment_id"])
+                if row is not None:
+                    body = self._payment_json(row)
+            return PaymentResult(stored.status_code, body, replayed=True)
+        status_code, body = work(conn, request_hash)
+        idempotency.store(
+            conn,
+            PLATFORM_CORE,
+            member=member,
+            key=key,
+            request_hash_value=request_hash,
+            operation=operation,
+            status_code=status_code,
+            outcome=body,
+            now=self.clock.now(),
+        )
+        return PaymentResult(status_code, body)
+
+    def _business_date(self, conn: Connection) -> date:
+        return business_dates.current(conn, PLATFORM_CORE, SERVICE)
+
+    def _wallet(self, conn: Connection, wallet_id: str, *, owner: str | None = None, role: str = "wallet") -> Any:
+        row = repo.wallet_row(conn, wallet_id)
+        if row is None or (owner is not None and row.customer_id != owner):
+            raise errors.WalletNotFound(f"no {role} wallet {wallet_id}", field=f"{role}_wallet_id")
+        if row.status == WalletStatus.FROZEN:
+            raise errors.WalletFrozen(f"wallet {wallet_id} is frozen", field=f"{role}_wallet_id")
+        if row.status == WalletStatus.CLOSED:
+            raise errors.WalletClosed(f"wallet {wallet_id} is closed", field=f"{role}_wallet_id")
+        return row
+
+    @staticmethod
+    def _amount(amount: Money, wallet: Any) -> None:
+        if amount.amount_minor <= 0:
+            raise ValidationFailed("amount must be positive", field="amount")
+        if amount.currency.code != wallet.currency:
+            raise errors.CurrencyMismatch(
+                f"wallet {wallet.id} is in {wallet.currency}, not {amount.currency.code}", field="amount"
+            )
+
+    def _post(self, conn: Connection, commands: Sequence[Command]) -> list[CommandResult]:
+        return self.ledger.post_in_transaction(conn, commands, linked=len(commands) > 1)
+
+    def _payment_row(
+        self,
+        payment_id: str,
+        kind: PaymentKind,
+        status: PaymentStatus,
+        member: str,
+        key: str,
+        amount: Money,
+        business_date: date,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        return {
+            "id": payment_id,
+            "kind": kind.value,
+            "status": status.value,
+            "member": member,
+            "idempotency_key": key,
+            "amount_minor": amount.amount_minor,
+            "currency": amount.currency.code,
+            "business_date": business_date,
+            "created_at": now,
+            "updated_at": now,
+            **extra,
+        }
+
+    @staticmethod
+    def _payment_json(row: Any) -> dict[str, Any]:
+        money = {"amount_minor": int(row.amount_minor), "currency": row.currency}
+        body: dict[str, Any] = {
+            "payment_id": row.id,
+            "kind": row.kind,
+            "status": row.status,
+            "amount": money,
+            "fee": {"amount_minor": int(row.fee_minor), "currency": row.currency},
+            "refunded": {"amount_minor": int(row.refunded_minor), "currency": row.currency},
+            "payer_wallet_id": row.payer_wallet_id,
+            "payee_wallet_id": row.payee_wallet_id,
+            "business_date": row.business_date.isoformat(),
+            "funding": row.funding,
+        }
+        for name in (
+            "merchant_category",
+            "biller_reference",
+            "original_payment_id",
+            "end_to_end_id",
+            "entry_seq",
+            "error_code",
+        ):
+            value = getattr(row, name)
+            if value is not None:
+                body[name] = value
+        if row.bill_due_date is not None:
+            body["bill_due_date"] = row.bill_due_date.isoformat()
+        return body
+
+    def _completed_event(self, row: dict[str, Any], counterparty: str | None) -> DomainEvent:
+        return DomainEvent(
+            TOPIC_COMPLETED,
+            row["id"],
+            row["business_date"],
+            {
+                "payment_id": row["id"],
+                "kind": row["kind"],
+                "amount_minor": row["amount_minor"],
+                "currency": row["currency"],
+                "merchant_category": row.get("merchant_category"),
+                "payer_customer_id": row.get("payer_customer_id"),
+                "payee_customer_id": row.get("payee_customer_id"),
+                "counterparty_wallet_id": counterparty,
+                "business_date": row["business_date"].isoformat(),
+                "bill_due_date": row["bill_due_date"].isoformat() if row.get("bill_due_date") else None,
+                "funding": row.get("funding", "wallet"),
+            },
+        )
+
+    def _finish(
+        self, conn: Connection, row: dict[str, Any], events_to_write: Sequence[DomainEvent]
+    ) -> tuple[int, dict[str, Any]]:
+        repo.insert_payment(conn, row)
+        events.flush_events(conn, PLATFORM_CORE, events_to_write, self.clock.now())
+        stored = repo.payment_row(conn, row["id"])
+        body = self._payment_json(stored)
+        if row["status"] == PaymentStatus.REJECTED.value:
+            code = row["error_code"]
+            return 409, {**body, "error": {"code": code, "message": _REJECTION_MESSAGES.get(code, code)}}
+        return (201 if row["status"] == PaymentStatus.COMPLETED.value else 202), body
+
+    def _outgoing_transfer(
+        self,
+        conn: Connection,
+        *,
+        kind: PaymentKind,
+        member: str,
+        key: str,
+        payer: Any,
+        payee: Any,
+        amount: Money,
+        fee_minor: int = 0,
+        extra: dict[str, Any] | None = None,
+        funding: FundingSource | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Limits, then one ledger entry payer → payee (and fee), then the payment row and its event."""
+        bd = self._business_date(conn)
+        payment_id = new_id("pay")
+        day_key, month_key = period_keys(bd)
+        extra = dict(extra or {})
+        base = self._payment_row(
+            payment_id,
+            kind,
+            PaymentStatus.COMPLETED,
+            member,
+            key,
+            amount,
+            bd,
+            payer_wallet_id=payer.id,
+            payee_wallet_id=payee.id,
+            payer_customer_id=payer.customer_id,
+            payee_customer_id=payee.customer_id,
+            fee_minor=fee_minor,
+            **extra,
+        )
+        if funding is None:
+            usage = repo.lock_usage(conn, payer.id, day_key, month_key)
+            try:
+                check_limits(self.tiers[int(payer.kyc_tier)], usage, amount.amount_minor)
+            except errors.LimitExceeded as exc:
+                base.update(status=PaymentStatus.REJECTED.value, error_code=exc.code)
+                status, body = self._finish(conn, base, [])
+                return status, {**body, "error": exc.to_dict()}
+            debit_account = int(payer.ledger_account_id)
+        else:
+            leg = funding.reserve(
+                conn,
+                customer_id=payer.customer_id,
+                amount_minor=amount.amount_minor,
+                currency=amount.currency.code,
+                payment_id=payment_id,
+            )
+            debit_account = leg.ledger_account_id
+            base["funding"] = funding.name
+        currency = amount.currency.code
+        postings = [
+            PostingSpec(debit_account, Side.DEBIT, amount.amount_minor, currency),
+            PostingSpec(int(payee.ledger_account_id), Side.CREDIT, amount.amount_minor - fee_minor, currency),
+        ]
+        if fee_minor:
+            postings.append(PostingSpec(self.house_account("fee_income", currency), Side.CREDIT, fee_minor, currency))
+        if amount.amount_minor - fee_minor == 0:
+            postings.pop(1)
+        result = self._post(
+            conn,
+            [
+                PostEntry(
+                    LEDGER_MEMBER, f"payments:{payment_id}:{kind.value}", tuple(postings), f"{kind.value} {payment_id}"
+                )
+            ],
+        )[0]
+        if not result.ok:
+            if result.error_code != "ledger.insufficient_funds":
+                raise CreditstackError(f"ledger refused payment: {result.error_code}")
+            base.update(status=PaymentStatus.REJECTED.value, error_code=errors.InsufficientFunds.code)
+            return self._finish(conn, base, [])
+        if funding is None:
+            repo.add_usage(conn, payer.id, (day_key, month_key), amount.amount_minor, 1)
+        base["entry_seq"] = result.entry_seq
+        return self._finish(conn, base, [self._completed_event(base, payee.id)])
+
+    # ------------------------------------------------------------ peer, merchant and bill payments
+
+    def transfer(
+        self,
+        *,
+        member: str,
+        key: str,
+        payer_wallet_id: str,
+        payee_wallet_id: str,
+        amount: Money,
+        owner: str | None = None,
+    ) -> PaymentResult:
+        """A peer-to-peer transfer between two consumers' wallets."""
+        request = {"payer": payer_wallet_id, "payee": payee_wallet_id, "amount": amount.to_wire()}
+
+        def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
+            if payer_wallet_id == payee_wallet_id:
+                raise errors.SelfTransfer("payer and payee are the same wallet", field="payee_wallet_id")
+            payer = self._wallet(conn, payer_wallet_id, owner=owner, role="payer")
+            payee = self._wallet(conn, payee_wallet_id, role="payee")
+            self._amount(amount, payer)
+            self._amount(amount, payee)
+            return self._outgoing_transfer(
+                conn, kind=PaymentKind.P2P, member=member, key=key, payer=payer, payee=payee, amount=amount
+            )
+
+        return self._idempotent(member, key, "payments.p2p", request, work, amount.currency)
+
+    def pay_merchant(
+        self,
+        *,
+        member: str,
+        key: str,
+        payer_wallet_id: str,
+        merchant_wallet_id: str,
+        amount: Money,
+        funding: str = "wallet",
+        owner: str | None = None,
+    ) -> PaymentResult:
+        """Pay a merchant from the wallet, or from a registered funding source (the credit line)."""
+        request = {
+            "payer": payer_wallet_id,
+            "merchant": merchant_wallet_id,
+            "amount": amount.to_wire(),
+            "funding": funding,
+        }
+
+        def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
+            if payer_wallet_id == merchant_wallet_id:
+                raise errors.SelfTransfer("payer and merchant are the same wallet", field="merchant_wallet_id")
+            source = None
+            if funding != "wallet":
+                source = self.funding_sources.get(funding)
+                if source is None:
+                    raise errors.FundingSourceUnavailable(f"no funding source {funding!r}", field="funding")
+            payer = self._wallet(conn, payer_wallet_id, owner=owner, role="payer")
+            merchant = self._wallet(conn, merchant_wallet_id, role="merchant")
+            if merchant.customer_kind != CustomerKind.MERCHANT:
+                raise errors.WalletKindMismatch(
+                    f"wallet {merchant_wallet_id} is not a merchant's", field="merchant_wallet_id"
+                )
+            self._amount(amount, payer)
+            self._amount(amount, merchant)
+            fee = merchant_fee(amount.amount_minor, int(merchant.fee_bps or 0))
+            return self._outgoing_transfer(
+                conn,
+                kind=PaymentKind.MERCHANT,
+                member=member,
+                key=key,
+                payer=payer,
+                payee=merchant,
+                amount=amount,
+                fee_minor=fee,
+                extra={"merchant_category": merchant.merchant_category},
+                funding=source,
+            )
+
+        return self._idempotent(member, key, "payments.merchant", request, work, amount.currency)
+
+    def pay_bill(
+        self,
+        *,
+        member: str,
+        key: str,
+        payer_wallet_id: str,
+        biller_wallet_id: str,
+        reference: str,
+        amount: Money,
+        due_date: date | None = None,
+        owner: str | None = None,
+    ) -> PaymentResult:
+        """Pay a registered biller; the reference must match the biller's format."""
+        request = {
+            "payer": payer_wallet_id,
+            "biller": biller_wallet_id,
+            "reference": reference,
+            "amount": amount.to_wire(),
+            "due_date": due_date.isoformat() if due_date else None,
+        }
+
+        def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
+            payer = self._wallet(conn, payer_wallet_id, owner=owner, role="payer")
+            biller = self._wallet(conn, biller_wallet_id, role="biller")
+            if biller.customer_kind != CustomerKind.BILLER:
+                raise errors.WalletKindMismatch(
+                    f"wallet {biller_wallet_id} is not a biller's", field="biller_wallet_id"
+                )
+            pattern = biller.reference_pattern or r"[0-9A-Za-z-]{1,64}"
+            if len(reference) > 64 or not re.fullmatch(pattern, reference):
+                raise errors.BillerReferenceInvalid(
+                    f"reference does not match the biller's format {pattern}", field="reference"
+                )
+            self._amount(amount, payer)
+            self._amount(amount, biller)
+            return self._outgoing_transfer(
+                conn,
+                kind=PaymentKind.BILL,
+                member=member,
+                key=key,
+                payer=payer,
+                payee=biller,
+                amount=amount,
+                extra={"biller_reference": reference, "bill_due_date": due_date},
+            )
+
+        return self._idempotent(member, key, "payments.bill", request, work, amount.currency)
+
+    def refund(
+        self, *, member: str, key: str, payment_id: str, amount: Money, owner: str | None = None
+    ) -> PaymentResult:
+        """Refund part or all of a merchant payment; refunds together never exceed the payment.
+
+        `owner`, when given, is the merchant customer who must own the payment's payee wallet.
+        """
+        request = {"payment_id": payment_id, "amount": amount.to_wire()}
+
+        def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
+            original = repo.payment_row(conn, payment_id, lock=True)
+            if original is None or (owner is not None and original.payee_customer_id != owner):
+                raise errors.PaymentNotFound(f"no payment {payment_id}", field="payment_id")
+            if original.kind != PaymentKind.MERCHANT or original.status != PaymentStatus.COMPLETED:
+                raise errors.NotRefundable(
+                    f"payment {payment_id} is a {original.kind} ({original.status})", field="payment_id"
+                )
+            if amount.currency.code != original.currency:
+                raise errors.CurrencyMismatch(f"payment is in {original.currency}", field="amount")
+            if amount.amount_minor <= 0:
+                raise ValidationFailed("amount must be positive", field="amount")
+            merchant = repo.wallet_row(conn, original.payee_wallet_id)
+            payer = repo.wallet_row(conn, original.payer_wallet_id)
+            bd = self._business_date(conn)
+            refund_id = new_id("pay")
+            base = self._payment_row(
+                refund_id,
+                PaymentKind.REFUND,
+                PaymentStatus.COMPLETED,
+                member,
+                key,
+                amount,
+                bd,
+                payer_wallet_id=merchant.id,
+                payee_wallet_id=payer.id,
+                payer_customer_id=merchant.customer_id,
+                payee_customer_id=payer.customer_id,
+                original_payment_id=payment_id,
+                merchant_category=original.merchant_category,
+                funding=original.funding,
+            )
+            remaining = int(original.amount_minor) - int(original.refunded_minor)
+            if amount.amount_minor > remaining:
+                base.update(status=PaymentStatus.REJECTED.value, error_code=errors.RefundExceedsPayment.code)
+                status, body = self._finish(conn, base, [])
+                return status, {
+                    **body,
+                    "error": {
+                        "code": errors.RefundExceedsPayment.code,
+                        "message": f"only {remaining} is left to refund",
+                        "details": {"remaining_minor": remaining},
+                    },
+                }
+            fee_back = refund_fee_share(
+                int(original.fee_minor),
+                int(original.amount_minor),
+                int(original.refunded_minor),
+                amount.amount_minor,
+                merchant.refund_fee_policy or RefundFeePolicy.PRO_RATA,
+            )
+            currency = amount.currency.code
+            credit_account = int(payer.ledger_account_id)
+            if original.funding != "wallet":
+                source = self.funding_sources.get(original.funding)
+                if source is None:
+                    raise errors.FundingSourceUnavailable(f"no funding source {original.funding!r}")
+                credit_account = source.refunded(
+                    conn, payment_id=payment_id, amount_minor=amount.amount_minor, currency=currency
+                ).ledger_account_id
+            postings = [PostingSpec(credit_account, Side.CREDIT, amount.amount_minor, currency)]
+            if amount.amount_minor - fee_back:
+                postings.append(
+                    PostingSpec(int(merchant.ledger_account_id), Side.DEBIT, amount.amount_minor - fee_back, currency)
+                )
+            if fee_back:
+                postings.append(PostingSpec(self.house_account("fee_income", currency), Side.DEBIT, fee_back, currency))
+            result = self._post(
+                conn,
+                [PostEntry(LEDGER_MEMBER, f"payments:{refund_id}:refund", tuple(postings), f"refund of {payment_id}")],
+            )[0]
+            if not result.ok:
+                if result.error_code != "ledger.insufficient_funds":
+                    raise CreditstackError(f"ledger refused refund: {result.error_code}")
+                base.update(status=PaymentStatus.REJECTED.value, error_code=errors.MerchantInsufficientFunds.code)
+                return self._finish(conn, base, [])
+            repo.update_payment(
+                conn,
+                payment_id,
+                self.clock.now(),
+                refunded_minor=int(original.refunded_minor) + amount.amount_minor,
+                refunded_fee_minor=int(original.refunded_fee_minor) + fee_back,
+            )
+            base.update(entry_seq=result.entry_seq, fee_minor=fee_back)
+            return self._finish(conn, base, [self._completed_event(base, merchant.id)])
+
+        return self._idempotent(member, key, "payments.refund", request, work, amount.currency)
+
+    # ------------------------------------------------------------ the bank rail
+
+    def top_up(
+        self, *, member: str, key: str, wallet_id: str, amount: Money, bank_account_token: str, owner: str | None = None
+    ) -> PaymentResult:
+        """Collect from the customer's bank account; the wallet is credited only when the rail settles."""
+        request = {"wallet": wallet_id, "amount": amount.to_wire(), "bank_account": bank_account_token}
+
+        def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
+            wallet = self._wallet(conn, wallet_id, owner=owner)
+            self._amount(amount, wallet)
+            payment_id = new_id("pay")
+            row = self._payment_row(
+                payment_id,
+                PaymentKind.TOP_UP,
+                PaymentStatus.PENDING,
+                member,
+                key,
+                amount,
+                self._business_date(conn),
+                payee_wallet_id=wallet.id,
+                payee_customer_id=wallet.customer_id,
+                end_to_end_id=_end_to_end_id(payment_id),
+                funding=f"bank:{bank_account_token[:20]}",
+            )
+            return self._finish(conn, row, [])
+
+        result = self._idempotent(member, key, "payments.top_up", request, work, amount.currency)
+        return self._send_to_rail(result, "collect", bank_account_token)
+
+    def withdraw(
+        self, *, member: str, key: str, wallet_id: str, amount: Money, bank_account_token: str, owner: str | None = None
+    ) -> PaymentResult:
+        """Pay out to the customer's bank account: funds are held first; a rail timeout leaves them held."""
+        request = {"wallet": wallet_id, "amount": amount.to_wire(), "bank_account": bank_account_token}
+
+        def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
+            wallet = self._wallet(conn, wallet_id, owner=owner)
+            self._amount(amount, wallet)
+            bd = self._business_date(conn)
+            payment_id = new_id("pay")
+            row = self._payment_row(
+                payment_id,
+                PaymentKind.WITHDRAWAL,
+                PaymentStatus.PENDING,
+                member,
+                key,
+                amount,
+                bd,
+                payer_wallet_id=wallet.id,
+                payer_customer_id=wallet.customer_id,
+                end_to_end_id=_end_to_end_id(payment_id),
+                funding=f"bank:{bank_account_token[:20]}",
+            )
+            day_key, month_key = period_keys(bd)
+            usage = repo.lock_usage(conn, wallet.id, day_key, month_key)
+            try:
+                check_limits(self.tiers[int(wallet.kyc_tier)], usage, amount.amount_minor)
+            except errors.LimitExceeded as exc:
+                row.update(status=PaymentStatus.REJECTED.value, error_code=exc.code)
+                status, body = self._finish(conn, row, [])
+                return status, {**body, "error": exc.to_dict()}
+            settlement = self.house_account("settlement", amount.currency.code)
+            # Rail holds never expire on their own: only the rail, a statement or an operator ends them.
+            hold = self._post(
+                conn,
+                [
+                    ReserveHold(
+                        LEDGER_MEMBER,
+                        f"payments:{payment_id}:hold",
+                        int(wallet.ledger_account_id),
+                        settlement,
+                        amount.amount_minor,
+                        amount.currency.code,
+                        None,
+                        f"withdrawal {payment_id}",
+                    )
+                ],
+            )[0]
+            if not hold.ok:
+                row.update(status=PaymentStatus.REJECTED.value, error_code=errors.InsufficientFunds.code)
+                return self._finish(conn, row, [])
+            repo.add_usage(conn, wallet.id, (day_key, month_key), amount.amount_minor, 1)
+            row["hold_id"] = hold.hold_id
+            return self._finish(conn, row, [])
+
+        result = self._idempotent(member, key, "payments.withdrawal", request, work, amount.currency)
+        return self._send_to_rail(result, "pay_out", bank_account_token)
+
+    def _send_to_rail(self, result: PaymentResult, direction: str, bank_account_token: str) -> PaymentResult:
+        body = result.body
+        if result.replayed or body.get("status") != PaymentStatus.PENDING.value:
+            return result
+        instruction = RailInstruction(
+            body["end_to_end_id"],
+            direction,
+            body["amount"]["amount_minor"],
+            body["amount"]["currency"],
+            bank_account_token,
+        )
+        outcome = self.rail.submit(instruction)
+        return self.apply_rail_outcome(instruction.end_to_end_id, outcome)
+
+    def retry_withdrawal(self, payment_id: str, bank_account_token: str) -> PaymentResult:
+        """Send an unknown withdrawal to the rail again, with the same end-to-end id."""
+        row = self.db.run(lambda conn: repo.payment_row(conn, payment_id), readonly=True)
+        if row is None or row.kind not in (PaymentKind.WITHDRAWAL, PaymentKind.TOP_UP):
+            raise errors.PaymentNotFound(f"no rail payment {payment_id}")
+        if row.status not in (PaymentStatus.UNKNOWN, PaymentStatus.PENDING):
+            raise errors.WithdrawalNotUnknown(f"payment {payment_id} is {row.status}")
+        direction = "pay_out" if row.kind == PaymentKind.WITHDRAWAL else "collect"
+        instruction = RailInstruction(
+            row.end_to_end_id, direction, int(row.amount_minor), row.currency, bank_account_token
+        )
+        return self.apply_rail_outcome(row.end_to_end_id, self.rail.submit(instruction))
+
+    def apply_rail_outcome(self, end_to_end_id: str, outcome: RailOutcome | str) -> PaymentResult:
+        """Apply what the rail (or the bank statement) says about an instruction. Safe to repeat."""
+        outcome = RailOutcome(outcome)
+        known = self.db.run(lambda conn: repo.payment_by_end_to_end(conn, end_to_end_id), readonly=True)
+        if known is None:
+            raise errors.RailInstructionNotFound(f"no instruction {end_to_end_id}")
+        self.ensure_house_accounts(known.currency)
+
+        def work(conn: Connection) -> PaymentResult:
+            row = repo.payment_by_end_to_end(conn, end_to_end_id, lock=True)
+            if row is None:
+                raise errors.RailInstructionNotFound(f"no instruction {end_to_end_id}")
+            now = self.clock.now()
+            bd = self._business_date(conn)
+            status = PaymentStatus(row.status)
+            if status in (PaymentStatus.COMPLETED, PaymentStatus.REJECTED):
+                return PaymentResult(200, self._payment_json(row), replayed=True)
+            if status is PaymentStatus.RELEASED:
+                if outcome is RailOutcome.SETTLED and row.error_code is None:
+                    self._suspense_break(conn, row, bd)
+                return PaymentResult(200, self._payment_json(repo.payment_row(conn, row.id)))
+            if outcome in (RailOutcome.TIMEOUT, RailOutcome.ACCEPTED):
+                new_status = PaymentStatus.UNKNOWN if outcome is RailOutcome.TIMEOUT else PaymentStatus.PENDING
+                repo.update_payment(conn, row.id, now, status=new_status.value)
+            elif row.kind == PaymentKind.TOP_UP:
+                if outcome is RailOutcome.SETTLED:
+                    settlement = self.house_account("settlement", row.currency)
+                    wallet = repo.wallet_row(conn, row.payee_wallet_id)
+                    entry = self._post(
+                        conn,
+                        [
+                            PostEntry(
+                                LEDGER_MEMBER,
+                                f"payments:{row.id}:settle",
+                                (
+                                    PostingSpec(settlement, Side.DEBIT, int(row.amount_minor), row.currency),
+                                    PostingSpec(
+                                        int(wallet.ledger_account_id), Side.CREDIT, int(row.amount_minor), row.currency
+                                    ),
+                                ),
+                                f"top-up {row.id}",
+                            )
+                        ],
+                    )[0]
+                    repo.update_payment(
+                        conn,
+                        row.id,
+                        now,
+                        status=PaymentStatus.COMPLETED.value,
+                        entry_seq=entry.entry_seq,
+                        settled_business_date=bd,
+                    )
+                    self._emit_completed(conn, row.id)
+                else:
+                    repo.update_payment(
+                        conn, row.id, now, status=PaymentStatus.REJECTED.value, error_code="payments.rail_rejected"
+                    )
+            elif outcome is RailOutcome.SETTLED:  # a withdrawal the bank paid
+                posted = self._post(
+                    conn,
+                    [PostHold(LEDGER_MEMBER, f"payments:{row.id}:settle", row.hold_id, None, f"withdrawal {row.id}")],
+                )[0]
+                repo.update_payment(
+                    conn,
+                    row.id,
+                    now,
+                    status=PaymentStatus.COMPLETED.value,
+                    entry_seq=posted.entry_seq,
+                    settled_business_date=bd,
+                )
+                self._emit_completed(conn, row.id)
+            else:  # a withdrawal the bank rejected
+                self._post(conn, [VoidHold(LEDGER_MEMBER, f"payments:{row.id}:void", row.hold_id)])
+                self._return_usage(conn, row)
+                repo.update_payment(
+                    conn, row.id, now, status=PaymentStatus.REJECTED.value, error_code="payments.rail_rejected"
+                )
+            return PaymentResult(200, self._payment_json(repo.payment_row(conn, row.id)))
+
+        return self.db.run(work)
+
+    def release_withdrawal(self, payment_id: str) -> PaymentResult:
+        """An operator gives up on an unknown withdrawal: the hold is voided and the funds are free again.
+        If the bank settles it afterwards, the money is booked to suspense as a break."""
+
+        def work(conn: Connection) -> PaymentResult:
+            row = repo.payment_row(conn, payment_id, lock=True)
+            if row is None or row.kind != PaymentKind.WITHDRAWAL:
+                raise errors.PaymentNotFound(f"no withdrawal {payment_id}")
+            if row.status != PaymentStatus.UNKNOWN:
+                raise errors.WithdrawalNotUnknown(f"withdrawal {payment_id} is {row.status}")
+            self._post(conn, [VoidHold(LEDGER_MEMBER, f"payments:{row.id}:release", row.hold_id)])
+            self._return_usage(conn, row)
+            repo.update_payment(conn, row.id, self.clock.now(), status=PaymentStatus.RELEASED.value)
+            return PaymentResult(200, self._payment_json(repo.payment_row(conn, row.id)))
+
+        return self.db.run(work)
+
+    def _suspense_break(self, conn: Connection, row: Any, bd: date) -> None:
+        suspense = self.house_account("suspense", row.currency)
+        settlement = self.house_account("settlement", row.currency)
+        entry = self._post(
+            conn,
+            [
+                PostEntry(
+                    LEDGER_MEMBER,
+                    f"payments:{row.id}:late-settlement",
+                    (
+                        PostingSpec(suspense, Side.DEBIT, int(row.amount_minor), row.currency),
+                        PostingSpec(settlement, Side.CREDIT, int(row.amount_minor), row.currency),
+                    ),
+                    f"withdrawal {row.id} settled after release",
+                )
+            ],
+        )[0]
+        repo.update_payment(
+            conn,
+            row.id,
+            self.clock.now(),
+            error_code="payments.settled_after_release",
+            entry_seq=entry.entry_seq,
+            settled_business_date=bd,
+        )
+        events.flush_events(
+            conn,
+            PLATFORM_CORE,
+            [
+                DomainEvent(
+                    TOPIC_RAIL_BREAK,
+                    row.id,
+                    bd,
+                    {
+                        "payment_id": row.id,
+                        "end_to_end_id": row.end_to_end_id,
+                        "amount_minor": int(row.amount_minor),
+                        "currency": row.currency,
+                        "reason": "settled_after_release",
+                    },
+                )
+            ],
+            self.clock.now(),
+        )
+
+    def _return_usage(self, conn: Connection, row: Any) -> None:
+        day_key, month_key = period_keys(row.business_date)
+        repo.lock_usage(conn, row.payer_wallet_id, day_key, month_key)
+        repo.add_usage(conn, row.payer_wallet_id, (day_key, month_key), -int(row.amount_minor), -1)
+
+    def _emit_completed(self, conn: Connection, payment_id: str) -> None:
+        row = repo.payment_row(conn, payment_id)
+        as_dict = dict(row._mapping)
+        counterparty = None
+        events.flush_events(conn, PLATFORM_CORE, [self._completed_event(as_dict, counterparty)], self.clock.now())
+
+    # ------------------------------------------------------------ reads
+
+    def get_payment(self, payment_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        row = self.db.run(lambda conn: repo.payment_row(conn, payment_id), readonly=True)
+        if row is None or (owner is not None and owner not in (row.payer_customer_id, row.payee_customer_id)):
+            raise errors.PaymentNotFound(f"no payment {payment_id}")
+        return self._payment_json(row)
+
+    def history(
+        self,
+        wallet_id: str,
+        *,
+        owner: str | None = None,
+        from_date: date | None = None,
+        to_date: date | None = None,
+        kind: str | None = None,
+        counterparty: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= HISTORY_PAGE_MAX:
+            raise ValidationFailed(f"limit must be 1..{HISTORY_PAGE_MAX}", field="limit")
+        if kind is not None and kind not in {k.value for k in PaymentKind}:
+            raise ValidationFailed(f"unknown payment kind {kind!r}", field="kind")
+        wallet = self.db.run(lambda conn: repo.wallet_row(conn, wallet_id), readonly=True)
+        if wallet is None or (owner is not None and wallet.customer_id != owner):
+            raise errors.WalletNotFound(f"no wallet {wallet_id}")
+        rows = self.db.run(
+            lambda conn: repo.history(
+                conn,
+                wallet_id,
+                from_date=from_date,
+                to_date=to_date,
+                kind=kind,
+                counterparty=counterparty,
+                before_serial=before,
+                limit=limit,
+            ),
+            readonly=True,
+        )
+        items = []
+        for r in rows:
+            item = self._payment_json(r)
+            item["direction"] = "out" if r.payer_wallet_id == wallet_id else "in"
+            items.append(item)
+        return {"items": items, "next_before": int(rows[-1].serial) if len(rows) == limit else None}
+
+    def settlement_items(self, *, from_date: date | None = None, to_date: date | None = None) -> list[Any]:
+        """Rail payments as the ledger knows them, for reconciliation with the bank's statement."""
+        return self.db.run(
+            lambda conn: repo.settlement_items(conn, from_date=from_date, to_date=to_date), readonly=True
+        )
+
+
+_REJECTION_MESSAGES = {
+    errors.InsufficientFunds.code: "the wallet's available balance does not cover the payment",
+    errors.MerchantInsufficientFunds.code: "the merchant's wallet cannot cover the refund",
+    errors.LimitExceeded.code: "the payment would exceed a limit",
+    errors.RefundExceedsPayment.code: "refunds would exceed the payment",
+    "payments.rail_rejected": "the bank rejected the instruction",
+}
+
+
+def _end_to_end_id(payment_id: str) -> str:
+    """ISO 20022 EndToEndId (max 35 characters) derived from our payment id."""
+    return ("CS" + payment_id.removeprefix("pay_").upper())[:35]
