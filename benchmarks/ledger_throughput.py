@@ -419,8 +419,103 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_WRK_SCRIPT = """
+local wallets = {%(wallets)s}
+local token = "%(token)s"
+local prefix = "%(prefix)s"
+local counter = 0
+math.randomseed(%(seed)d)
+request = function()
+  counter = counter + 1
+  local a = wallets[math.random(#wallets)]
+  local b = a
+  while b == a do b = wallets[math.random(#wallets)] end
+  local body = '{"debit_account_id": ' .. a .. ', "credit_account_id": ' .. b ..
+    ', "amount": {"amount_minor": ' .. math.random(1, 1000) .. ', "currency": "CNY"}}'
+  local headers = {}
+  headers["Content-Type"] = "application/json"
+  headers["Authorization"] = "Bearer " .. token
+  headers["Idempotency-Key"] = prefix .. "-" .. tostring(math.random(1, 1000000000)) .. "-" .. counter
+  return wrk.format("POST", "/v1/ledger/transfers", headers, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format('WRKJSON {"requests": %%d, "non_2xx": %%d, "socket_errors": %%d, "duration_us": %%d, ' ..
+    '"p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
+    summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write +
+    summary.errors.timeout, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max))
+end
+"""
+
+
+def _wrk_load(
+    base: str,
+    token: str,
+    wallets: list[int],
+    *,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    seed: int,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Closed-loop load from wrk (C, two threads): the load generator takes little of the 2 cores the
+    server needs, unlike Python client threads. Latency is measured by wrk per request."""
+    figures: dict[str, Any] = {}
+    for phase, duration in (("warmup", warmup), ("measured", seconds)):
+        script = workdir / f"wrk-{phase}.lua"
+        script.write_text(
+            _WRK_SCRIPT
+            % {"wallets": ", ".join(map(str, wallets)), "token": token, "prefix": f"{phase}{seed}", "seed": seed}
+        )
+        result = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{clients}",
+                f"-d{max(1, round(duration))}s",
+                "--timeout",
+                "30s",
+                "-s",
+                str(script),
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        line = next(x for x in result.stdout.splitlines() if x.startswith("WRKJSON "))
+        figures = json.loads(line.removeprefix("WRKJSON "))
+    measured_s = figures["duration_us"] / 1e6
+    out = {
+        "client": "wrk",
+        "clients": clients,
+        "seconds": round(measured_s, 2),
+        "requests": figures["requests"],
+        "failed": figures["non_2xx"] + figures["socket_errors"],
+        "requests_per_s": figures["requests"] / measured_s,
+        "p50_ms": figures["p50_us"] / 1000,
+        "p90_ms": figures["p90_us"] / 1000,
+        "p99_ms": figures["p99_us"] / 1000,
+        "max_ms": figures["max_us"] / 1000,
+    }
+    log(
+        f"  http (wrk): {out['requests_per_s']:,.0f} req/s  p50 {out['p50_ms']:.1f} ms  "
+        f"p99 {out['p99_ms']:.1f} ms  ({out['failed']} failed)"
+    )
+    return out
+
+
 def run_http(
-    workdir: Path, *, app: str, wallets: int, clients: int, seconds: float, warmup: float, seed: int
+    workdir: Path,
+    *,
+    app: str,
+    wallets: int,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    seed: int,
+    client_tool: str = "python",
 ) -> dict[str, Any]:
     import httpx
 
@@ -463,6 +558,10 @@ def run_http(
             f"  http: setup {time.perf_counter() - t0:.1f} s; "
             f"{clients} clients, {warmup:.0f} s warm-up + {seconds:.0f} s measured"
         )
+        if client_tool == "wrk":
+            return _wrk_load(
+                base, token, ledger.wallets, clients=clients, seconds=seconds, warmup=warmup, seed=seed, workdir=workdir
+            )
         latencies: list[list[float]] = [[] for _ in range(clients)]
         failures = [0] * clients
         start_at = time.monotonic() + 0.2
@@ -547,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-clients", type=int, default=16)
     parser.add_argument("--http-seconds", type=float, default=None, help="measured seconds (20; quick 5)")
     parser.add_argument("--http-app", default="creditstack.app.main:app_factory", help="uvicorn --factory target")
+    parser.add_argument(
+        "--http-client", choices=("auto", "wrk", "python"), default="auto",
+        help="load generator: wrk (C; Debian package 'wrk') when installed, else Python threads with httpx",
+    )  # fmt: skip
     parser.add_argument("--profile", metavar="FILE", help="cProfile the service path (all mixes) into FILE")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--keep", action="store_true", help="keep the scratch databases and files")
@@ -576,11 +679,14 @@ def main(argv: list[str] | None = None) -> int:
                         profiler=profiler,
                     )
                 )  # fmt: skip
+        client_tool = args.http_client
+        if client_tool == "auto":
+            client_tool = "wrk" if shutil.which("wrk") else "python"
         if not args.no_http:
             http = run_http(
                 workdir,
                 app=args.http_app, wallets=min(wallets, 10_000), clients=args.http_clients, seconds=http_seconds,
-                warmup=http_warmup, seed=args.seed,
+                warmup=http_warmup, seed=args.seed, client_tool=client_tool,
             )  # fmt: skip
     finally:
         if not args.keep:
