@@ -1,17 +1,23 @@
-"""The demo book: a few wallets and merchants, top-ups, purchases through holds, fees, a reversal and a
-batch of peer transfers — then the audit that proves every unit is accounted for. Idempotent: a second
-run replays its keys and changes nothing."""
+"""The demo: a small economy on the embedded default.
+
+Ledger: a few accounts, top-ups, purchases through holds, fees, a reversal and a batch of peer transfers.
+Payments: consumers (personal data sealed), merchants and a biller with wallets; top-ups over the
+simulated bank rail (some settle late, some time out and are retried), merchant payments with fees,
+refunds, bill payments, peer transfers and withdrawals. Then the ledger audit proves every unit is
+accounted for. Idempotent: a second run replays its keys and changes nothing."""
 
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from collections import Counter
+from datetime import date, timedelta
 from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
 
 from creditstack.app.platform import Platform
+from creditstack.core.money import CNY, Money
 from creditstack.core.security import Role
 from creditstack.ledger.domain import (
     PostEntry,
@@ -23,6 +29,8 @@ from creditstack.ledger.domain import (
     transfer,
 )
 from creditstack.ledger.service import AccountView
+from creditstack.payments.domain import RailInstruction
+from creditstack.payments.service import Income
 
 MEMBER = "demo"
 WALLETS = 20
@@ -93,6 +101,7 @@ def run_demo(platform: Platform, console: Console) -> dict[str, Any]:
             committed += sum(1 for r in results if r.ok)
             rejected += sum(1 for r in results if not r.ok)
             progress.advance(task, len(results))
+    payments = _payments_demo(platform, console)
     ledger.compact()
     report = ledger.audit()
     _, token = platform.keys.create(Role.PLATFORM_OPERATOR, MEMBER, "demo operator")
@@ -105,5 +114,156 @@ def run_demo(platform: Platform, console: Console) -> dict[str, Any]:
         "peer_transfers_rejected": rejected,
         "audit_clean": report.clean,
         "fee_income": ledger.get_account(fees.id).to_json()["balance"],
+        "payments": payments,
         "operator_api_key": token,
     }
+
+
+CONSUMERS = 100
+MERCHANT_PAYMENTS = 600
+
+
+def _customer(platform: Platform, national_id: str, **kwargs: Any) -> str:
+    found = platform.payments.find_customer_by_national_id(national_id, kwargs.get("kind", "consumer"))
+    if found is not None:
+        return found
+    return str(platform.payments.register_customer(national_id=national_id, **kwargs)["id"])
+
+
+def _wallet(platform: Platform, customer_id: str) -> str:
+    wallets = platform.payments.get_customer(customer_id)["wallets"]
+    return str(wallets[0]) if wallets else str(platform.payments.open_wallet(customer_id)["id"])
+
+
+def _payments_demo(platform: Platform, console: Console) -> dict[str, Any]:
+    pay = platform.payments
+    rng = random.Random(11)
+    money = Money
+    merchants = [
+        _wallet(
+            platform,
+            _customer(
+                platform,
+                f"DEMOM{i:04d}",
+                kind="merchant",
+                legal_name=f"Demo Merchant {i}",
+                merchant_category=mcc,
+                fee_bps=bps,
+            ),
+        )
+        for i, (mcc, bps) in enumerate([("5411", 60), ("5812", 38), ("5999", 100), ("4121", 55)])
+    ]
+    biller = _wallet(
+        platform,
+        _customer(platform, "DEMOB0001", kind="biller", legal_name="Demo Power Grid", reference_pattern=r"\d{10}"),
+    )
+    consumers = []
+    for i in range(CONSUMERS):
+        customer_id = _customer(
+            platform,
+            f"DEMOC{i:06d}",
+            kind="consumer",
+            legal_name=f"Demo Consumer {i}",
+            date_of_birth=date(1970 + i % 30, 1 + i % 12, 1 + i % 28),
+            kyc_tier=1 + i % 3,
+            address=f"{i} Demo Road",
+            phone=f"+86-10-5555-{i:04d}",
+            incomes=[Income(date(2025, 12, 31), money(rng.randint(3_000_000, 30_000_000), CNY))],
+        )
+        consumers.append(_wallet(platform, customer_id))
+    # Some top-ups settle late and some time out first; the demo's bank gets round to them all.
+    platform_rail = platform.rail
+    behaviour = getattr(platform_rail, "behaviour", None)
+    if behaviour is not None:
+        platform_rail.behaviour = _demo_rail  # type: ignore[attr-defined]
+    outcomes: Counter[str] = Counter()
+    top_ups: list[str] = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("payments", total=CONSUMERS + MERCHANT_PAYMENTS + 2 * CONSUMERS)
+        for i, wallet in enumerate(consumers):
+            result = pay.top_up(
+                member="demo-app",
+                key=f"demo:topup:{i}",
+                wallet_id=wallet,
+                amount=money(50_000 + 1_000 * (i % 50), CNY),
+                bank_account_token=f"tok{i}",
+            )
+            if result.payment_id:
+                top_ups.append(result.payment_id)
+            progress.advance(task)
+        finish = getattr(platform_rail, "finish_pending", None)
+        if finish is not None:
+            for end_to_end_id, outcome in finish().items():
+                pay.apply_rail_outcome(end_to_end_id, outcome)
+        for payment_id in top_ups:
+            outcomes[f"top_up:{pay.get_payment(payment_id)['status']}"] += 1
+        paid = []
+        for i in range(MERCHANT_PAYMENTS):
+            result = pay.pay_merchant(
+                member="demo-app",
+                key=f"demo:purchase:{i}",
+                payer_wallet_id=rng.choice(consumers),
+                merchant_wallet_id=rng.choice(merchants),
+                amount=money(rng.randint(500, 20_000), CNY),
+            )
+            outcomes[f"merchant:{result.body.get('status')}"] += 1
+            if result.ok and result.payment_id:
+                paid.append((result.payment_id, result.body["amount"]["amount_minor"]))
+            progress.advance(task)
+        for i, (payment_id, amount) in enumerate(paid[:40]):
+            result = pay.refund(
+                member="demo-app",
+                key=f"demo:refund:{i}",
+                payment_id=payment_id,
+                amount=money(amount if i % 2 else amount // 3, CNY),
+            )
+            outcomes[f"refund:{result.body.get('status')}"] += 1
+        for i, wallet in enumerate(consumers):
+            result = pay.pay_bill(
+                member="demo-app",
+                key=f"demo:bill:{i}",
+                payer_wallet_id=wallet,
+                biller_wallet_id=biller,
+                reference=f"{1000000000 + i}",
+                amount=money(rng.randint(3_000, 15_000), CNY),
+                due_date=date(2026, 3, 15),
+            )
+            outcomes[f"bill:{result.body.get('status')}"] += 1
+            other = consumers[(i + 1) % len(consumers)]
+            result = pay.transfer(
+                member="demo-app",
+                key=f"demo:p2p:{i}",
+                payer_wallet_id=wallet,
+                payee_wallet_id=other,
+                amount=money(rng.randint(100, 5_000), CNY),
+            )
+            outcomes[f"p2p:{result.body.get('status')}"] += 1
+            progress.advance(task, 2)
+        for i, wallet in enumerate(consumers[:10]):
+            result = pay.withdraw(
+                member="demo-app",
+                key=f"demo:withdraw:{i}",
+                wallet_id=wallet,
+                amount=money(5_000, CNY),
+                bank_account_token=f"tok{i}",
+            )
+            outcomes[f"withdrawal:{result.body.get('status')}"] += 1
+    if behaviour is not None:
+        platform_rail.behaviour = behaviour  # type: ignore[attr-defined]
+    fee_income = platform.ledger.get_account(pay.house_account("fee_income", "CNY")).to_json()["balance"]
+    return {
+        "consumers": CONSUMERS,
+        "merchants": len(merchants),
+        "outcomes": dict(sorted(outcomes.items())),
+        "fee_income": fee_income,
+    }
+
+
+def _demo_rail(instruction: RailInstruction) -> str:
+    """The demo bank: most instructions settle at once; every 7th settles late, every 11th times out."""
+    number = int.from_bytes(instruction.end_to_end_id.encode()[-4:], "big")
+    if number % 11 == 0:
+        return "timeout_settle"
+    if number % 7 == 0:
+        return "late"
+    return "settle"
