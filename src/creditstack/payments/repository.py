@@ -106,7 +106,7 @@ def lock_usage(conn: Connection, wallet_id: str, day_key: str, month_key: str) -
                 {"w": wallet_id, "p": period},
             )
     query = (
-        sa.select(u.period, u.outgoing_minor, u.count)
+        sa.select(u.period, u.outgoing_minor, u.count.label("payments_count"))
         .where(u.wallet_id == wallet_id, u.period.in_([day_key, month_key]))
         .order_by(u.period)
     )
@@ -115,7 +115,7 @@ def lock_usage(conn: Connection, wallet_id: str, day_key: str, month_key: str) -
     rows = {r.period: r for r in conn.execute(query)}
     return LimitUsage(
         daily_minor=int(rows[day_key].outgoing_minor),
-        daily_count=int(rows[day_key].count),
+        daily_count=int(rows[day_key].payments_count),
         monthly_minor=int(rows[month_key].outgoing_minor),
     )
 
