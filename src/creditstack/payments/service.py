@@ -1051,42 +1051,42 @@ class PaymentsService:
                             )
                         ],
                     )[0]
-                    repo.update_payment(
-                        conn,
-                        row.id,
-                        now,
-                        status=PaymentStatus.COMPLETED.value,
-                        entry_seq=entry.entry_seq,
-                        settled_business_date=bd,
-                    )
-                    self._emit_completed(conn, row.id)
+                    self._mark_settled(conn, row.id, entry.entry_seq, bd)
                 else:
-                    repo.update_payment(
-                        conn, row.id, now, status=PaymentStatus.REJECTED.value, error_code="payments.rail_rejected"
-                    )
+                    self._mark_rail_rejected(conn, row.id)
             elif outcome is RailOutcome.SETTLED:  # a withdrawal the bank paid
                 posted = self._post(
                     conn,
                     [PostHold(LEDGER_MEMBER, f"payments:{row.id}:settle", row.hold_id, None, f"withdrawal {row.id}")],
                 )[0]
-                repo.update_payment(
-                    conn,
-                    row.id,
-                    now,
-                    status=PaymentStatus.COMPLETED.value,
-                    entry_seq=posted.entry_seq,
-                    settled_business_date=bd,
-                )
-                self._emit_completed(conn, row.id)
+                self._mark_settled(conn, row.id, posted.entry_seq, bd)
             else:  # a withdrawal the bank rejected
                 self._post(conn, [VoidHold(LEDGER_MEMBER, f"payments:{row.id}:void", row.hold_id)])
                 self._return_usage(conn, row)
-                repo.update_payment(
-                    conn, row.id, now, status=PaymentStatus.REJECTED.value, error_code="payments.rail_rejected"
-                )
+                self._mark_rail_rejected(conn, row.id)
             return PaymentResult(200, self._payment_json(repo.payment_row(conn, row.id)))
 
         return self.db.run(work)
+
+    def _mark_settled(self, conn: Connection, payment_id: str, entry_seq: int | None, bd: date) -> None:
+        repo.update_payment(
+            conn,
+            payment_id,
+            self.clock.now(),
+            status=PaymentStatus.COMPLETED.value,
+            entry_seq=entry_seq,
+            settled_business_date=bd,
+        )
+        self._emit_completed(conn, payment_id)
+
+    def _mark_rail_rejected(self, conn: Connection, payment_id: str) -> None:
+        repo.update_payment(
+            conn,
+            payment_id,
+            self.clock.now(),
+            status=PaymentStatus.REJECTED.value,
+            error_code="payments.rail_rejected",
+        )
 
     def release_withdrawal(self, payment_id: str) -> PaymentResult:
         """An operator gives up on an unknown withdrawal: the hold is voided and the funds are free again.

@@ -618,3 +618,26 @@ def build_reason_texts(
         texts[row, slot] = reason_text(template, spec.label, value_text)
         values[row, slot] = spec.describe(raw)
     return texts, values
+
+
+class ScoresColumns:
+    """Batch, single-row and PD-only scoring on top of a model's `score_cleaned`, shared by the scorecard
+    and the gradient-boosting model so that both clean their input the same way."""
+
+    preprocess: PreprocessSpec
+
+    def score_cleaned(self, cleaned: Mapping[str, Any], *, with_reasons: bool = True) -> ScoredBatch:
+        raise NotImplementedError
+
+    def score_batch(
+        self, columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]], *, with_reasons: bool = True
+    ) -> ScoredBatch:
+        """Score many rows given as columns of raw cells (text or numbers)."""
+        return self.score_cleaned(self.preprocess.clean(columns), with_reasons=with_reasons)
+
+    def score_row(self, row: Mapping[str, Any]) -> ScoreResult:
+        """Score one applicant given as a mapping of column name to raw cell."""
+        return self.score_cleaned(self.preprocess.clean_row(row)).result(0)
+
+    def predict_pd(self, columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]]) -> npt.NDArray[np.float64]:
+        return self.score_batch(columns, with_reasons=False).pd

@@ -39,12 +39,13 @@ from creditstack.scoring.columns import (
     IntArray,
     PreprocessSpec,
     ScoredBatch,
+    ScoresColumns,
     build_reason_texts,
     check_training_rows,
     group_index,
     top_reasons_by_group,
 )
-from creditstack.scoring.domain import PD_MIN, REASONS_PER_SCORE_MAX, ScoreResult, ScoreScale
+from creditstack.scoring.domain import PD_MIN, REASONS_PER_SCORE_MAX, ScoreScale
 from creditstack.scoring.errors import ModelFormatUnsupported
 from creditstack.scoring.metrics import feature_baselines, performance_summary, score_baseline
 from creditstack.scoring.scorecard import FitResult, fit_platt, stratified_holdout
@@ -118,7 +119,7 @@ def encode(features: Sequence[Feature], cleaned: Mapping[str, FloatArray | IntAr
     return out
 
 
-class GbmModel:
+class GbmModel(ScoresColumns):
     """A LightGBM booster with its encodings, calibration map and scale. Build with `fit_gbm` or `load`."""
 
     kind = "gbm"
@@ -188,17 +189,6 @@ class GbmModel:
             impacts = np.zeros((rows, REASONS_PER_SCORE_MAX))
             texts = values = np.full((rows, REASONS_PER_SCORE_MAX), "", dtype=object)
         return ScoredBatch(score, pd, reason_columns, impacts, texts, values, self._specs, self.model_id)
-
-    def score_batch(
-        self, columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]], *, with_reasons: bool = True
-    ) -> ScoredBatch:
-        return self.score_cleaned(self.preprocess.clean(columns), with_reasons=with_reasons)
-
-    def score_row(self, row: Mapping[str, Any]) -> ScoreResult:
-        return self.score_cleaned(self.preprocess.clean_row(row)).result(0)
-
-    def predict_pd(self, columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]]) -> FloatArray:
-        return self.score_batch(columns, with_reasons=False).pd
 
     def importance(self) -> list[dict[str, Any]]:
         gains = self.booster.feature_importance(importance_type="gain")

@@ -43,12 +43,13 @@ from creditstack.scoring.columns import (
     IntArray,
     PreprocessSpec,
     ScoredBatch,
+    ScoresColumns,
     check_training_rows,
     group_index,
     reason_text,
     top_reasons_by_group,
 )
-from creditstack.scoring.domain import PD_MIN, REASONS_PER_SCORE_MAX, ScoreResult, ScoreScale
+from creditstack.scoring.domain import PD_MIN, REASONS_PER_SCORE_MAX, ScoreScale
 from creditstack.scoring.errors import ModelFormatUnsupported
 from creditstack.scoring.metrics import feature_baselines, performance_summary, score_baseline
 
@@ -136,7 +137,7 @@ class Characteristic:
         )
 
 
-class ScorecardModel:
+class ScorecardModel(ScoresColumns):
     """A scorecard points table with a numpy-only scorer. Build it with `fit_scorecard` or `from_dict`."""
 
     kind = "scorecard"
@@ -245,19 +246,6 @@ class ScorecardModel:
                 texts[rows, slot] = self._key_texts[j][key]
                 values[rows, slot] = self._key_values[j][key]
         return ScoredBatch(score, pd, reason_columns, reason_impacts, texts, values, self._specs, self.model_id)
-
-    def score_batch(
-        self, columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]], *, with_reasons: bool = True
-    ) -> ScoredBatch:
-        """Score many rows given as columns of raw cells (text or numbers)."""
-        return self.score_cleaned(self.preprocess.clean(columns), with_reasons=with_reasons)
-
-    def score_row(self, row: Mapping[str, Any]) -> ScoreResult:
-        """Score one applicant given as a mapping of column name to raw cell."""
-        return self.score_cleaned(self.preprocess.clean_row(row)).result(0)
-
-    def predict_pd(self, columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]]) -> FloatArray:
-        return self.score_batch(columns, with_reasons=False).pd
 
     def bin_tables(self) -> list[dict[str, Any]]:
         return [c.to_dict() | {"label": c.spec.label, "group": c.spec.group} for c in self.characteristics]
