@@ -67,3 +67,41 @@ def test_keys_and_ledger_commands(tmp_path: Path) -> None:
     assert posted == {"committed": 50, "rejected": 0}
     audit = json.loads(run(["ledger", "audit"], tmp_path).stdout)
     assert audit["clean"] is True and audit["entries"] == 51
+
+
+def test_serve_answers_health_and_openapi(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run(["init"], tmp_path)
+    env = {**os.environ, "CREDITSTACK_VAR_DIR": str(tmp_path / "var")}
+    env.pop("CREDITSTACK_DATABASE_URL", None)
+    server = subprocess.Popen(
+        [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5).json()
+        assert "/v1/ledger/transfers" in spec["paths"]
+        refused = httpx.get(f"http://127.0.0.1:{port}/v1/ledger/accounts", timeout=5)
+        assert refused.status_code == 401 and refused.headers["content-type"].startswith("application/problem+json")
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
