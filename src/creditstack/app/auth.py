@@ -59,3 +59,8 @@ def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
 
 LedgerWriter = Annotated[Principal, Depends(require(Role.PLATFORM_OPERATOR, Role.SERVICE))]
 Operator = Annotated[Principal, Depends(require(Role.PLATFORM_OPERATOR))]
+OperatorOrService = Annotated[Principal, Depends(require(Role.PLATFORM_OPERATOR, Role.SERVICE))]
+#: A wallet holder (consumer or merchant, acting on its own objects) or the platform (acting on any).
+WalletUser = Annotated[Principal, Depends(require(Role.CONSUMER, Role.MERCHANT, Role.PLATFORM_OPERATOR, Role.SERVICE))]
+#: A merchant (refunding its own payments) or the platform.
+MerchantOrOperator = Annotated[Principal, Depends(require(Role.MERCHANT, Role.PLATFORM_OPERATOR, Role.SERVICE))]

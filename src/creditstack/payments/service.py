@@ -15,6 +15,7 @@ outcome applied; a timeout leaves the payment `unknown` and any hold in place.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,9 @@ from creditstack.payments.domain import (
     period_keys,
     refund_fee_share,
 )
+from creditstack.payments.reconciliation import LedgerItem, LedgerStatus, reconcile, statement_date
+from creditstack.payments.statement_errors import StatementMalformed
+from creditstack.payments.statements import BankStatement, CreditDebit, parse_camt053, parse_statement_csv
 
 SERVICE = "platform"
 LEDGER_MEMBER = "payments"
@@ -198,8 +202,13 @@ class PaymentsService:
         fee_bps: int | None = None,
         refund_fee_policy: str | None = None,
         reference_pattern: str | None = None,
+        member: str | None = None,
+        key: str | None = None,
     ) -> dict[str, Any]:
-        """Register a consumer, merchant or biller. Personal data is sealed; only the id is returned."""
+        """Register a consumer, merchant or biller. Personal data is sealed; only the id is returned.
+
+        With an idempotency key the customer's id derives from (member, key): a repeated request returns
+        the same customer; the same key with other details is `idempotency.key_reused`."""
         try:
             customer_kind = CustomerKind(kind)
         except ValueError as exc:
@@ -235,7 +244,26 @@ class PaymentsService:
         for income in incomes:
             if income.annual_income.amount_minor < 0:
                 raise errors.InvalidCustomer("income cannot be negative", field="incomes")
-        customer_id = new_id("cus")
+        customer_id = new_id("cus") if key is None else _keyed_id("cus", member or "", key)
+        request_fingerprint = self.vault.lookup_hash(
+            idempotency.canonical_json(
+                [
+                    customer_kind.value,
+                    legal_name,
+                    national_id,
+                    date_of_birth,
+                    address,
+                    phone,
+                    kyc_tier,
+                    [(i.as_of, i.annual_income.to_wire()) for i in incomes],
+                    merchant_category,
+                    fee_bps,
+                    refund_fee_policy,
+                    reference_pattern,
+                ]
+            ),
+            kind="request",
+        )  # keyed: a plain hash of personal data could be reversed by guessing
         lookup = self.vault.lookup_hash(national_id, kind="national_id") if national_id else None
 
         def seal(value: str | None, what: str) -> str | None:
@@ -259,8 +287,26 @@ class PaymentsService:
         }
 
         def work(conn: Connection) -> None:
+            if key is not None:
+                idempotency.check_key(key)
+                stored = idempotency.lookup(conn, PLATFORM_CORE, member or "", key)
+                if stored is not None:
+                    stored.replay(request_fingerprint, key)
+                    return
             if lookup is not None and repo.customer_by_national_id_hash(conn, customer_kind.value, lookup):
                 raise errors.DuplicateCustomer(f"a {customer_kind.value} with this national id exists")
+            if key is not None:
+                idempotency.store(
+                    conn,
+                    PLATFORM_CORE,
+                    member=member or "",
+                    key=key,
+                    request_hash_value=request_fingerprint,
+                    operation="payments.customer",
+                    status_code=201,
+                    outcome={"customer_id": customer_id},
+                    now=self.clock.now(),
+                )
             repo.insert_customer(conn, row)
             repo.insert_incomes(
                 conn,
@@ -341,23 +387,54 @@ class PaymentsService:
 
     # ------------------------------------------------------------ wallets
 
-    def open_wallet(self, customer_id: str, currency: str = "CNY", *, owner: str | None = None) -> dict[str, Any]:
+    def open_wallet(
+        self,
+        customer_id: str,
+        currency: str = "CNY",
+        *,
+        owner: str | None = None,
+        member: str | None = None,
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        """Open a no-overdraft wallet. With an idempotency key the wallet's id derives from (member, key), so
+        a repeated request — even one cut off half way — returns the same wallet."""
         Currency.of(currency)
         if owner is not None and owner != customer_id:
             raise errors.CustomerNotFound(f"no customer {customer_id}")
         if self.db.run(lambda conn: repo.customer_row(conn, customer_id), readonly=True) is None:
             raise errors.CustomerNotFound(f"no customer {customer_id}")
-        wallet_id = new_id("wal")
-        account = self.ledger.open_account(
+        request_fingerprint = idempotency.request_hash("payments.wallet", [customer_id, currency])
+        if key is not None:
+            idempotency.check_key(key)
+            stored = self.db.run(lambda conn: idempotency.lookup(conn, PLATFORM_CORE, member or "", key), readonly=True)
+            if stored is not None:
+                stored.replay(request_fingerprint, key)
+                return self.get_wallet(stored.outcome["wallet_id"])
+        wallet_id = new_id("wal") if key is None else _keyed_id("wal", member or "", key)
+        code = f"payments:wallet:{wallet_id}"
+        account = self.ledger.find_account(code) or self.ledger.open_account(
             member=LEDGER_MEMBER,
-            code=f"payments:wallet:{wallet_id}",
+            code=code,
             currency=currency,
             type=AccountType.LIABILITY,
             no_overdraft=True,
             metadata={"wallet_id": wallet_id, "customer_id": customer_id},
         )
-        self.db.run(
-            lambda conn: repo.insert_wallet(
+
+        def work(conn: Connection) -> None:
+            if key is not None:
+                idempotency.store(
+                    conn,
+                    PLATFORM_CORE,
+                    member=member or "",
+                    key=key,
+                    request_hash_value=request_fingerprint,
+                    operation="payments.wallet",
+                    status_code=201,
+                    outcome={"wallet_id": wallet_id},
+                    now=self.clock.now(),
+                )
+            repo.insert_wallet(
                 conn,
                 {
                     "id": wallet_id,
@@ -368,7 +445,8 @@ class PaymentsService:
                     "created_at": self.clock.now(),
                 },
             )
-        )
+
+        self.db.run(work)
         return self.get_wallet(wallet_id)
 
     def get_wallet(self, wallet_id: str, *, owner: str | None = None) -> dict[str, Any]:
@@ -413,6 +491,8 @@ class PaymentsService:
 
     def close_wallet(self, wallet_id: str, *, owner: str | None = None) -> dict[str, Any]:
         wallet = self.get_wallet(wallet_id, owner=owner)
+        if wallet["status"] == WalletStatus.CLOSED:
+            return wallet  # closing is idempotent
         if wallet["balance"]["amount_minor"] != 0 or wallet["held"]["amount_minor"] != 0:
             raise errors.WalletNotEmpty(f"wallet {wallet_id} holds {wallet['balance']['amount_minor']}")
         self.db.run(lambda conn: repo.set_wallet_status(conn, wallet_id, WalletStatus.CLOSED))
@@ -991,8 +1071,8 @@ class PaymentsService:
             body["amount"]["currency"],
             bank_account_token,
         )
-        outcome = self.rail.submit(instruction)
-        return self.apply_rail_outcome(instruction.end_to_end_id, outcome)
+        applied = self.apply_rail_outcome(instruction.end_to_end_id, self.rail.submit(instruction))
+        return PaymentResult(result.status_code, applied.body)  # the status a replay will answer with too
 
     def retry_withdrawal(self, payment_id: str, bank_account_token: str) -> PaymentResult:
         """Send an unknown withdrawal to the rail again, with the same end-to-end id."""
@@ -1096,6 +1176,8 @@ class PaymentsService:
             row = repo.payment_row(conn, payment_id, lock=True)
             if row is None or row.kind != PaymentKind.WITHDRAWAL:
                 raise errors.PaymentNotFound(f"no withdrawal {payment_id}")
+            if row.status == PaymentStatus.RELEASED:
+                return PaymentResult(200, self._payment_json(row), replayed=True)  # releasing is idempotent
             if row.status != PaymentStatus.UNKNOWN:
                 raise errors.WithdrawalNotUnknown(f"withdrawal {payment_id} is {row.status}")
             self._post(conn, [VoidHold(LEDGER_MEMBER, f"payments:{row.id}:release", row.hold_id)])
@@ -1214,6 +1296,78 @@ class PaymentsService:
             lambda conn: repo.settlement_items(conn, from_date=from_date, to_date=to_date), readonly=True
         )
 
+    def reconcile_statement(
+        self, data: bytes, statement_format: str = "camt053", *, timing_tolerance_business_days: int | None = None
+    ) -> dict[str, Any]:
+        """Parse a camt.05x message or a CSV statement and reconcile each statement in it against what the
+        platform booked on its settlement account; every break is listed, nothing is rounded."""
+        if statement_format == "csv":
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise StatementMalformed("a CSV statement must be UTF-8", field="data") from exc
+            statements = [parse_statement_csv(text)]
+        elif statement_format == "camt053":
+            statements = parse_camt053(data)
+        else:
+            raise ValidationFailed(f"unknown statement format {statement_format!r}: camt053 or csv", field="format")
+        tolerance = (
+            self.timing_tolerance_business_days
+            if timing_tolerance_business_days is None
+            else timing_tolerance_business_days
+        )
+        rows = self.settlement_items()
+        reports = []
+        for statement in statements:
+            as_of = statement_date(statement) or self.ledger.business_date()
+            items = settlement_ledger_items(rows, statement, as_of)
+            reports.append(reconcile(statement, items, timing_tolerance_business_days=tolerance, as_of=as_of).to_dict())
+        return {
+            "format": statement_format,
+            "statements": len(reports),
+            "reconciled": all(r["reconciled"] for r in reports),
+            "reports": reports,
+        }
+
+
+def settlement_ledger_items(rows: Sequence[Any], statement: BankStatement, as_of: date) -> list[LedgerItem]:
+    """What our ledger says moved through the settlement account, as the bank would see it.
+
+    Top-ups are credits at the bank, withdrawals debits. Completed payments (and withdrawals the bank paid
+    after an operator released them, booked to suspense) are posted on their settlement date; pending and
+    unknown ones are pending items on their own date; rejected and unsettled released ones moved nothing.
+    Only items in the statement's currency, dated up to `as_of` and, for posted ones, not before the
+    statement period, take part.
+    """
+    start = statement.from_date
+    if start is None:
+        booked = [e.business_date for e in statement.entries if e.business_date is not None]
+        start = min(booked) if booked else None
+    items = []
+    for row in rows:
+        if row.currency != statement.currency_code:
+            continue
+        settled_after_release = (
+            row.status == PaymentStatus.RELEASED and row.error_code == "payments.settled_after_release"
+        )
+        if row.status == PaymentStatus.COMPLETED or settled_after_release:
+            status, when = LedgerStatus.POSTED, row.settled_business_date or row.business_date
+            if start is not None and when < start:
+                continue
+        elif row.status in (PaymentStatus.PENDING, PaymentStatus.UNKNOWN):
+            status, when = LedgerStatus.PENDING, row.business_date
+        else:
+            continue
+        if when > as_of:
+            continue
+        direction = CreditDebit.CREDIT if row.kind == PaymentKind.TOP_UP else CreditDebit.DEBIT
+        items.append(
+            LedgerItem(
+                row.id, row.end_to_end_id, Money.of(int(row.amount_minor), row.currency), direction, when, status
+            )
+        )
+    return items
+
 
 _REJECTION_MESSAGES = {
     errors.InsufficientFunds.code: "the wallet's available balance does not cover the payment",
@@ -1222,6 +1376,11 @@ _REJECTION_MESSAGES = {
     errors.RefundExceedsPayment.code: "refunds would exceed the payment",
     "payments.rail_rejected": "the bank rejected the instruction",
 }
+
+
+def _keyed_id(prefix: str, member: str, key: str) -> str:
+    """An object id derived from the caller's idempotency key, so a retried creation finds its object."""
+    return f"{prefix}_" + hashlib.sha256(f"{member}\n{key}".encode()).hexdigest()[:20]
 
 
 def _end_to_end_id(payment_id: str) -> str:
