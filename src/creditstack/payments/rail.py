@@ -19,6 +19,7 @@ from xml.etree import ElementTree
 
 from creditstack.core.money import Currency
 from creditstack.payments.domain import RailInstruction, RailOutcome
+from creditstack.payments.statements import CSV_COLUMNS  # the layout parse_statement_csv reads
 
 #: What the simulated bank does with an instruction: settle now, reject, time out and then settle or
 #: reject later ("timeout_settle", "timeout_reject"), or accept now and settle later ("late").
@@ -27,20 +28,6 @@ BEHAVIOURS = ("settle", "reject", "timeout_settle", "timeout_reject", "late")
 
 #: The simulated settlement account at the custodian bank (an account id, not a real IBAN).
 SETTLEMENT_ACCOUNT_ID = "CN-SIM-CUSTODIAN-SETTLEMENT-0001"
-#: The columns of the CSV statement, as `statements.parse_statement_csv` reads them.
-CSV_COLUMNS = (
-    "account",
-    "currency",
-    "opening_balance",
-    "closing_balance",
-    "booking_date",
-    "value_date",
-    "amount",
-    "credit_debit",
-    "end_to_end_id",
-    "reference",
-    "description",
-)
 
 
 @dataclass

@@ -296,17 +296,7 @@ class PaymentsService:
             if lookup is not None and repo.customer_by_national_id_hash(conn, customer_kind.value, lookup):
                 raise errors.DuplicateCustomer(f"a {customer_kind.value} with this national id exists")
             if key is not None:
-                idempotency.store(
-                    conn,
-                    PLATFORM_CORE,
-                    member=member or "",
-                    key=key,
-                    request_hash_value=request_fingerprint,
-                    operation="payments.customer",
-                    status_code=201,
-                    outcome={"customer_id": customer_id},
-                    now=self.clock.now(),
-                )
+                self._remember_creation(conn, member, key, request_fingerprint, "customer", customer_id)
             repo.insert_customer(conn, row)
             repo.insert_incomes(
                 conn,
@@ -385,6 +375,22 @@ class PaymentsService:
         total = sum(int(r.annual_income_minor) for r in recent)
         return Money(total // len(recent), Currency.of(currency))
 
+    def _remember_creation(
+        self, conn: Connection, member: str | None, key: str, fingerprint: str, what: str, object_id: str
+    ) -> None:
+        """Store a creation's outcome under its idempotency key, in the creating transaction."""
+        idempotency.store(
+            conn,
+            PLATFORM_CORE,
+            member=member or "",
+            key=key,
+            request_hash_value=fingerprint,
+            operation=f"payments.{what}",
+            status_code=201,
+            outcome={f"{what}_id": object_id},
+            now=self.clock.now(),
+        )
+
     # ------------------------------------------------------------ wallets
 
     def open_wallet(
@@ -423,17 +429,7 @@ class PaymentsService:
 
         def work(conn: Connection) -> None:
             if key is not None:
-                idempotency.store(
-                    conn,
-                    PLATFORM_CORE,
-                    member=member or "",
-                    key=key,
-                    request_hash_value=request_fingerprint,
-                    operation="payments.wallet",
-                    status_code=201,
-                    outcome={"wallet_id": wallet_id},
-                    now=self.clock.now(),
-                )
+                self._remember_creation(conn, member, key, request_fingerprint, "wallet", wallet_id)
             repo.insert_wallet(
                 conn,
                 {
