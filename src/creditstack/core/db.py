@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +64,7 @@ class Database:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgresql")
+        self._sqlite_writer = threading.Lock()
         if self.is_sqlite:
             self.engine: Engine = sa.create_engine(
                 self.url,
@@ -83,7 +85,15 @@ class Database:
 
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[Connection]:
-        """One transaction: committed when the block ends normally, rolled back on any exception."""
+        """One transaction: committed when the block ends normally, rolled back on any exception.
+
+        SQLite admits one writer at a time; writers of this process queue on a lock here instead of
+        polling SQLite's busy handler, whose growing sleeps made the latency tail (seconds under load).
+        """
+        if self.is_sqlite and not readonly:
+            with self._sqlite_writer, self.engine.connect() as raw, raw.begin():
+                yield raw
+            return
         with self.engine.connect() as raw:
             conn = raw.execution_options(creditstack_readonly=True) if readonly else raw
             with conn.begin():
