@@ -30,7 +30,8 @@ class WalletNotFound(NotFound):
 
 
 class WalletFrozen(BusinessRuleViolated):
-    """The wallet is frozen: it can neither send nor receive until unfrozen."""
+    """The wallet is frozen: no new payment from or to it until unfrozen (refunds and bank settlements of
+    payments made before the freeze still land, since that money is owed to the customer)."""
 
     code = "payments.wallet_frozen"
 
