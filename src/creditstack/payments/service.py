@@ -978,19 +978,15 @@ class PaymentsService:
         def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
             wallet = self._wallet(conn, wallet_id, owner=owner)
             self._amount(amount, wallet)
-            payment_id = new_id("pay")
-            row = self._payment_row(
-                payment_id,
+            row = self._rail_payment(
                 PaymentKind.TOP_UP,
-                PaymentStatus.PENDING,
                 member,
                 key,
                 amount,
                 self._business_date(conn),
+                bank_account_token,
                 payee_wallet_id=wallet.id,
                 payee_customer_id=wallet.customer_id,
-                end_to_end_id=_end_to_end_id(payment_id),
-                funding=f"bank:{bank_account_token[:20]}",
             )
             return self._finish(conn, row, [])
 
@@ -1007,20 +1003,17 @@ class PaymentsService:
             wallet = self._wallet(conn, wallet_id, owner=owner)
             self._amount(amount, wallet)
             bd = self._business_date(conn)
-            payment_id = new_id("pay")
-            row = self._payment_row(
-                payment_id,
+            row = self._rail_payment(
                 PaymentKind.WITHDRAWAL,
-                PaymentStatus.PENDING,
                 member,
                 key,
                 amount,
                 bd,
+                bank_account_token,
                 payer_wallet_id=wallet.id,
                 payer_customer_id=wallet.customer_id,
-                end_to_end_id=_end_to_end_id(payment_id),
-                funding=f"bank:{bank_account_token[:20]}",
             )
+            payment_id = row["id"]
             day_key, month_key = period_keys(bd)
             usage = repo.lock_usage(conn, wallet.id, day_key, month_key)
             try:
@@ -1055,6 +1048,24 @@ class PaymentsService:
 
         result = self._idempotent(member, key, "payments.withdrawal", request, work, amount.currency)
         return self._send_to_rail(result, "pay_out", bank_account_token)
+
+    def _rail_payment(
+        self, kind: PaymentKind, member: str, key: str, amount: Money, bd: date, bank_account_token: str, **parties: Any
+    ) -> dict[str, Any]:
+        """A pending rail payment's row, with its end-to-end id (the rail's idempotency key)."""
+        payment_id = new_id("pay")
+        return self._payment_row(
+            payment_id,
+            kind,
+            PaymentStatus.PENDING,
+            member,
+            key,
+            amount,
+            bd,
+            end_to_end_id=_end_to_end_id(payment_id),
+            funding=f"bank:{bank_account_token[:20]}",
+            **parties,
+        )
 
     def _send_to_rail(self, result: PaymentResult, direction: str, bank_account_token: str) -> PaymentResult:
         body = result.body
