@@ -14,6 +14,7 @@ from creditstack.core.errors import CreditstackError
 from creditstack.core.security import parse_role
 from creditstack.core.settings import get_settings
 from creditstack.ledger.cli import app as ledger_app
+from creditstack.lending.cli import app as lending_app
 from creditstack.payments.cli import app as payments_app
 
 app = typer.Typer(help="creditstack: wallets, credit, co-lending, a bureau and a supervisor.", no_args_is_help=True)
@@ -22,6 +23,7 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(lending_app, name="lending")
 app.add_typer(payments_app, name="payments")
 out = Console()
 err = Console(stderr=True)

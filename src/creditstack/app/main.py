@@ -16,6 +16,7 @@ from creditstack.app.platform import Platform, open_platform
 from creditstack.core.errors import LimitExceeded
 from creditstack.core.settings import Settings, get_settings
 from creditstack.ledger.api import router as ledger_router
+from creditstack.lending.api import router as lending_router
 from creditstack.payments.api import router as payments_router
 
 
@@ -56,6 +57,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         return {"status": "ok", "business_date": p.ledger.business_date().isoformat(), "version": __version__}
 
     app.include_router(ledger_router)
+    app.include_router(lending_router)
     app.include_router(payments_router)
     return app
 
