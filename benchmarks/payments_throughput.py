@@ -125,8 +125,8 @@ def _service_rate(platforms: list[Platform], wallets: list[str], shops: list[str
 
 def _ledger_rate(platform: Platform, wallets: list[str], shops: list[str], count: int, batch: int) -> float:
     pay = platform.payments
-    payer_accounts = [pay.db.run(lambda c, w=w: _account_of(c, w), readonly=True) for w in wallets]
-    shop_accounts = [pay.db.run(lambda c, w=w: _account_of(c, w), readonly=True) for w in shops]
+    payer_accounts = [_account_of(platform, w) for w in wallets]
+    shop_accounts = [_account_of(platform, w) for w in shops]
     fees = pay.house_account("fee_income", "CNY")
     commands = []
     for i in range(count):
@@ -144,10 +144,11 @@ def _ledger_rate(platform: Platform, wallets: list[str], shops: list[str], count
     return count / (time.perf_counter() - start)
 
 
-def _account_of(conn: Any, wallet_id: str) -> int:
-    from creditstack.payments import repository
-
-    return int(repository.wallet_row(conn, wallet_id).ledger_account_id)
+def _account_of(platform: Platform, wallet_id: str) -> int:
+    """A wallet's ledger account, found through the ledger's public service by its account code."""
+    account = platform.ledger.find_account(f"payments:wallet:{wallet_id}")
+    assert account is not None
+    return account.id
 
 
 _WRK_SCRIPT = """

@@ -64,7 +64,9 @@ class Database:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgresql")
-        self._sqlite_writer = threading.Lock()
+        self._sqlite_writer = (
+            threading.RLock()
+        )  # re-entrant: a nested writer fails on SQLite's busy timeout, never hangs
         if self.is_sqlite:
             self.engine: Engine = sa.create_engine(
                 self.url,
