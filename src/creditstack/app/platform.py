@@ -13,6 +13,8 @@ from creditstack.core.security import PiiVault, load_vault
 from creditstack.core.settings import Settings
 from creditstack.core.tables import PLATFORM_CORE
 from creditstack.ledger.service import SERVICE, LedgerService
+from creditstack.lending.ports import FundingAllocator, ScoreProvider
+from creditstack.lending.service import LendingService
 from creditstack.payments.domain import BankRail
 from creditstack.payments.rail import SimulatedRail
 from creditstack.payments.service import PaymentsService
@@ -26,6 +28,7 @@ class Platform:
     keys: ApiKeys
     ledger: LedgerService
     payments: PaymentsService
+    lending: LendingService
     rail: BankRail
 
     def close(self) -> None:
@@ -40,6 +43,9 @@ def open_platform(
     migrate_schema: bool = True,
     rail: BankRail | None = None,
     vault: PiiVault | None = None,
+    score_provider: ScoreProvider | None = None,
+    funding_allocator: FundingAllocator | None = None,
+    eod_chunk_size: int | None = None,
 ) -> Platform:
     """Open (and on first use create) the platform database, and set its business date if unset.
 
@@ -56,6 +62,17 @@ def open_platform(
     if rail is None:
         rail = SimulatedRail(business_date=ledger.business_date)
     payments = PaymentsService(db, clock, ledger, vault or load_vault(settings.var_dir), rail)
+    lending = LendingService(
+        db,
+        clock,
+        ledger,
+        payments,
+        rule_sets=settings.policy_rule_sets,
+        score_provider=score_provider,
+        funding_allocator=funding_allocator,
+        eod_chunk_size=eod_chunk_size,
+    )
+    lending.ensure_default_products()
     return Platform(
         settings=settings,
         db=db,
@@ -63,5 +80,6 @@ def open_platform(
         keys=ApiKeys(db, PLATFORM_CORE, clock),
         ledger=ledger,
         payments=payments,
+        lending=lending,
         rail=rail,
     )

@@ -543,3 +543,54 @@ def reschedule_after_prepayment(
         principal_paid=Money(principal_paid, schedule.currency),
         schedule=new_schedule,
     )
+
+
+def reamortise(
+    *,
+    balance: Money,
+    carry: Fraction,
+    annual_rate: Decimal,
+    day_count: DayCount,
+    method: AmortisationMethod,
+    start: date,
+    due_dates: Sequence[tuple[date, date]],
+    first_number: int,
+    mode: PrepaymentMode,
+    level_minor: int,
+) -> tuple[list[ScheduleRow], int]:
+    """The remaining rows of a live loan after a prepayment on `start`: `balance` and the accrual `carry`
+    as they stand, over the remaining (nominal, rolled) due dates. `KEEP_TERM` re-solves the instalment
+    over the same dates; `KEEP_INSTALMENT` keeps `level_minor` and ends early. Returns (rows, level)."""
+    mode = PrepaymentMode(mode)
+    if balance.amount_minor <= 0 or not due_dates:
+        return [], level_minor
+    periods: list[_Period] = []
+    previous = start
+    for nominal, due in due_dates:
+        periods.append(_Period(nominal, due, previous))
+        previous = due
+    if mode is PrepaymentMode.KEEP_TERM:
+        return _amortise(
+            currency=balance.currency,
+            balance=balance.amount_minor,
+            carry=carry,
+            annual_rate=annual_rate,
+            day_count=day_count,
+            method=method,
+            periods=periods,
+            first_number=first_number,
+        )
+    rows = _rows(
+        currency=balance.currency,
+        balance=balance.amount_minor,
+        carry=carry,
+        annual_rate=annual_rate,
+        day_count=day_count,
+        method=method,
+        periods=periods,
+        first_number=first_number,
+        level_minor=level_minor,
+        principal_parts=None,
+        stop_when_repaid=True,
+    )
+    return rows, level_minor

@@ -162,6 +162,7 @@ class FundingLeg:
 
     ledger_account_id: int
     source_reference: str  # e.g. the credit line id, for the source's own records
+    events: tuple[Any, ...] = ()  # the source's own outbox events; payments writes them with the payment's
 
 
 class FundingSource(Protocol):

@@ -469,6 +469,14 @@ class PaymentsService:
             },
         }
 
+    def wallet_ledger_account(self, wallet_id: str) -> tuple[int, str, str, str]:
+        """(ledger account id, customer id, currency, status) of a wallet — for contexts that move money
+        into or out of it through the ledger (lending's disbursements and repayments)."""
+        row = self.db.run(lambda conn: repo.wallet_row(conn, wallet_id), readonly=True)
+        if row is None:
+            raise errors.WalletNotFound(f"no wallet {wallet_id}", field="wallet_id")
+        return int(row.ledger_account_id), str(row.customer_id), str(row.currency), str(row.status)
+
     def wallet_owner(self, wallet_id: str) -> str | None:
         row = self.db.run(lambda conn: repo.wallet_row(conn, wallet_id), readonly=True)
         return None if row is None else str(row.customer_id)
@@ -741,7 +749,8 @@ class PaymentsService:
         if funding is None:
             repo.add_usage(conn, payer.id, (day_key, month_key), amount.amount_minor, 1)
         base["entry_seq"] = result.entry_seq
-        return self._finish(conn, base, [self._completed_event(base, payee.id)])
+        source_events = list(leg.events) if funding is not None else []
+        return self._finish(conn, base, [self._completed_event(base, payee.id), *source_events])
 
     # ------------------------------------------------------------ peer, merchant and bill payments
 

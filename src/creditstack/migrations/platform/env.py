@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 import creditstack.ledger.tables
+import creditstack.lending.tables
 import creditstack.payments.tables  # noqa: F401 - registers the payments tables
 from creditstack.core.db import PLATFORM_METADATA, normalise_url
 from creditstack.core.tables import PLATFORM_CORE  # noqa: F401 - registers the core tables
