@@ -77,8 +77,15 @@ class Database:
             )
             _install_sqlite_hooks(self.engine)
         else:
+            # JIT compilation costs more than it saves on these short statements (measured: 325 of 480 ms of
+            # an end-of-day chunk); the set-based passes are index-driven and need no JIT either.
             self.engine = sa.create_engine(
-                self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+                self.url,
+                echo=echo,
+                pool_size=pool_size,
+                max_overflow=pool_size * 2,
+                pool_pre_ping=True,
+                connect_args={"options": "-c jit=off"},
             )
 
     @property

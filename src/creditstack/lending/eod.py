@@ -26,6 +26,7 @@ two never overwrite each other and a payment dated D+1 never changes the interes
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from creditstack.lending import gl
 from creditstack.lending import tables as t
 from creditstack.lending.calendar import add_months
 from creditstack.lending.errors import EodDateInvalid, EodOutOfOrder, LedgerRefused
-from creditstack.lending.products import Product, ProductKind, day_units
+from creditstack.lending.products import Product, day_units
 
 STEPS = ("accrue", "bill", "statements", "late_fees", "age", "non_accrual", "charge_off", "snapshot", "post_gl")
 CHUNK_SIZE_DEFAULT = 50_000
@@ -113,12 +114,14 @@ class Dialect:
         args = ", ".join(f"'{k}', {v}" for k, v in pairs.items())
         return f"jsonb_build_object({args})" if self.pg else f"json_object({args})"
 
-    def lock_accounts(self, where: str) -> str | None:
-        """PostgreSQL: lock the chunk's accounts in id order before touching instalments (online paths
-        lock the account first too, so the two never deadlock). SQLite writers are serialised anyway."""
-        if not self.pg:
-            return None
-        return f"SELECT id FROM lending_accounts WHERE {where} ORDER BY id FOR UPDATE"
+    def in_ids(self, column: str, name: str = "ids") -> str:
+        """`column` is one of the ids passed as parameter `name` (see `ids`)."""
+        if self.pg:
+            return f"{column} = ANY(CAST(:{name} AS BIGINT[]))"
+        return f"{column} IN (SELECT value FROM json_each(:{name}))"
+
+    def ids(self, values: list[int]) -> Any:
+        return list(values) if self.pg else json.dumps(list(values))
 
 
 def unpaid_expr(prefix: str = "") -> str:
@@ -367,11 +370,6 @@ class EndOfDay:
         )
         return count
 
-    def _lock(self, conn: Connection, where: str, params: dict[str, Any]) -> None:
-        statement = self.dialect.lock_accounts(where)
-        if statement is not None:
-            conn.execute(_sql(statement), params)
-
     # ------------------------------------------------------------ steps
 
     def _step_accrue(
@@ -419,21 +417,40 @@ class EndOfDay:
         )
         return rows
 
+    def _ids(self, conn: Connection, sql: str, params: dict[str, Any]) -> list[int]:
+        return [int(r[0]) for r in conn.execute(_sql(sql), params)]
+
+    def _active(self, conn: Connection, ids: list[int], extra: str = "") -> list[tuple[int, str]]:
+        """(id, product) of the active accounts among `ids`, locked in id order on PostgreSQL (online
+        paths lock the account row first too, so the two never deadlock)."""
+        if not ids:
+            return []
+        lock = " ORDER BY id FOR UPDATE" if self.dialect.pg else ""
+        rows = conn.execute(
+            _sql(
+                f"SELECT id, product_code FROM lending_accounts WHERE {self.dialect.in_ids('id')} "
+                f"AND status = 'active'{extra}{lock}"
+            ),
+            {"ids": self.dialect.ids(ids)},
+        ).all()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
     def _step_bill(
         self, conn: Connection, day: date, chunk: int, lo: int, hi: int, products: dict[str, Product]
     ) -> int:
         d = self.dialect
         params = self._params(day, lo, hi)
-        active = "SELECT id FROM lending_accounts WHERE id >= :lo AND id < :hi AND status = 'active'"
-
-        def rows_to_bill(prefix: str = "") -> str:
-            return (
-                f"{prefix}billed_on IS NULL AND {prefix}due_date <= :d1 AND {prefix}account_id >= :lo "
-                f"AND {prefix}account_id < :hi AND {prefix}account_id IN ({active})"
-            )
-
-        to_bill = rows_to_bill()
-        self._lock(conn, f"id IN (SELECT account_id FROM lending_instalments WHERE {to_bill})", params)
+        due = self._ids(
+            conn,
+            "SELECT DISTINCT account_id FROM lending_instalments WHERE billed_on IS NULL AND due_date <= :d1 "
+            "AND account_id >= :lo AND account_id < :hi",
+            params,
+        )
+        accounts = [account for account, _ in self._active(conn, due)]
+        if not accounts:
+            return 0
+        params["ids"] = d.ids(accounts)
+        to_bill = f"billed_on IS NULL AND due_date <= :d1 AND {d.in_ids('account_id')}"
         # 1. a scheduled instalment's interest is the interest accrued since the last due date
         conn.execute(
             _sql(
@@ -450,9 +467,8 @@ class EndOfDay:
             "bill",
             chunk,
             "SELECT a.product_code, a.currency, 'conversion_fee', SUM(i.fee_due) FROM lending_instalments i "
-            "JOIN lending_accounts a ON a.id = i.account_id "
-            f"WHERE i.kind = 'conversion' AND {rows_to_bill('i.')} "
-            "GROUP BY a.product_code, a.currency",
+            "JOIN lending_accounts a ON a.id = i.account_id WHERE i.kind = 'conversion' AND i.billed_on IS NULL "
+            f"AND i.due_date <= :d1 AND {d.in_ids('i.account_id')} GROUP BY a.product_code, a.currency",
             params,
         )
         # 3. the accounts: billed principal and interest, fees, converted principal now billed
@@ -476,10 +492,20 @@ class EndOfDay:
         # 4. mark the rows billed
         conn.execute(_sql(f"UPDATE lending_instalments SET billed_on = :d WHERE {to_bill}"), params)
         # 5. credits held for the next due date pay the new instalment: interest, then principal
+        with_credit = self._ids(
+            conn,
+            f"SELECT id FROM lending_accounts WHERE {d.in_ids('id')} AND credit_minor > 0",
+            params,
+        )
+        if with_credit:
+            self._apply_credits(conn, day, chunk, {**params, "ids": d.ids(with_credit)})
+        return int(billed or 0)
+
+    def _apply_credits(self, conn: Connection, day: date, chunk: int, params: dict[str, Any]) -> None:
+        d = self.dialect
         credit_rows = (
             "billed_on = :d AND billed_online = 0 AND kind = 'scheduled' AND settled_on IS NULL "
-            "AND account_id >= :lo AND account_id < :hi AND account_id IN (SELECT id FROM lending_accounts "
-            "WHERE id >= :lo AND id < :hi AND credit_minor > 0 AND status = 'active')"
+            f"AND {d.in_ids('account_id')}"
         )
         credit = "(SELECT a.credit_minor FROM lending_accounts a WHERE a.id = lending_instalments.account_id)"
         to_interest = d.least("interest_due", credit)
@@ -518,41 +544,48 @@ class EndOfDay:
             _sql(f"UPDATE lending_instalments SET settled_on = :d1 WHERE {credit_rows} AND {unpaid_expr()} = 0"),
             params,
         )
-        return int(billed or 0)
 
     def _step_statements(
         self, conn: Connection, day: date, chunk: int, lo: int, hi: int, products: dict[str, Product]
     ) -> int:
-        params = self._params(day, lo, hi)
+        d = self.dialect
+        params = self._params(day, lo, hi, sd=day.day)
+        lines = self._ids(
+            conn,
+            "SELECT id FROM lending_accounts WHERE id >= :lo AND id < :hi AND kind = 'line' AND status = 'active' "
+            "AND (statement_day = :sd OR stmt_due_date = :d)",
+            params,
+        )
+        if not lines:
+            return 0
+        by_product: dict[str, list[int]] = {}
+        for account, product_code in self._active(conn, lines):
+            by_product.setdefault(product_code, []).append(account)
+        params["ids"] = d.ids([account for ids in by_product.values() for account in ids])
         # a due date passed: the interest-free period is kept only by paying the statement in full
         conn.execute(
             _sql(
                 "UPDATE lending_accounts SET "
                 "grace = (CASE WHEN stmt_paid_minor >= stmt_balance_minor THEN 1 ELSE 0 END) "
-                "WHERE id >= :lo AND id < :hi AND kind = 'line' AND status = 'active' AND stmt_due_date = :d"
+                f"WHERE {d.in_ids('id')} AND stmt_due_date = :d"
             ),
             params,
         )
         rows = 0
-        for product in products.values():
-            if product.kind is not ProductKind.LINE:
-                continue
+        for product_code, ids in sorted(by_product.items()):
+            product = products[product_code]
             due = product.calendar.roll(day + timedelta(days=product.due_days), product.roll)
-            p = {**params, "p": product.code, "sd": day.day, "due": due}
+            p = {**params, "ids": d.ids(ids), "due": due}
             p.update(floor=product.min_payment_floor_minor, bps=product.min_payment_bps)
-            closing = (
-                "id >= :lo AND id < :hi AND kind = 'line' AND status = 'active' AND product_code = :p "
-                "AND statement_day = :sd AND (stmt_date IS NULL OR stmt_date < :d)"
-            )
             stmt_principal = "(principal_minor - converted_unbilled_minor)"
             balance = (
                 f"({stmt_principal} + interest_unbilled_minor + interest_billed_minor + fees_minor + penalty_minor)"
             )
+            closing = f"{d.in_ids('id')} AND statement_day = :sd AND (stmt_date IS NULL OR stmt_date < :d)"
+            closed = f"{closing} AND {balance} > 0"
             revolving_unbilled = "(principal_minor - principal_billed_minor - converted_unbilled_minor)"
-            d = self.dialect
             pct = f"(({stmt_principal} * {d.int_param('bps')} + 5000) / 10000)"
             min_principal = d.least(revolving_unbilled, d.greatest(d.int_param("floor"), pct))
-            self._lock(conn, closing, p)
             conn.execute(
                 _sql(
                     "INSERT INTO lending_instalments (account_id, number, kind, due_date, billed_on, billed_online, "
@@ -560,7 +593,7 @@ class EndOfDay:
                     "SELECT id, (SELECT COALESCE(MAX(i.number), 0) + 1 FROM lending_instalments i "
                     "WHERE i.account_id = lending_accounts.id), 'statement', :due, :d, 0, "
                     f"{min_principal}, interest_unbilled_minor, 0, 0, 0, 0, 0 "
-                    f"FROM lending_accounts WHERE {closing} AND {balance} > 0"
+                    f"FROM lending_accounts WHERE {closed}"
                 ),
                 p,
             )
@@ -572,7 +605,6 @@ class EndOfDay:
                 "(SELECT i.principal_due FROM lending_instalments i WHERE i.account_id = lending_accounts.id "
                 "AND i.kind = 'statement' AND i.billed_on = :d AND i.due_date = :due)"
             )
-            closed = f"{closing} AND {balance} > 0"
             conn.execute(
                 _sql(
                     "INSERT INTO lending_statements (account_id, statement_date, due_date, balance_minor, "
@@ -600,42 +632,52 @@ class EndOfDay:
     def _step_late_fees(
         self, conn: Connection, day: date, chunk: int, lo: int, hi: int, products: dict[str, Product]
     ) -> int:
+        d = self.dialect
+        charging = {code: p for code, p in products.items() if p.late_fee_minor > 0}
+        if not charging:
+            return 0
+        latest_cutoff = day - timedelta(days=min(p.late_fee_grace_days for p in charging.values()))
+        late_rows = (
+            "billed_on IS NOT NULL AND settled_on IS NULL AND late_fee_on IS NULL AND due_date <= :cutoff "
+            f"AND {unpaid_expr()} > :tol"
+        )
+        params = self._params(
+            day, lo, hi, cutoff=latest_cutoff, tol=min(p.dpd_tolerance_minor for p in charging.values())
+        )
+        late = self._ids(
+            conn,
+            f"SELECT DISTINCT account_id FROM lending_instalments WHERE {late_rows} "
+            "AND account_id >= :lo AND account_id < :hi",
+            params,
+        )
+        by_product: dict[str, list[int]] = {}
+        for account, product_code in self._active(conn, late):
+            if product_code in charging:
+                by_product.setdefault(product_code, []).append(account)
         rows = 0
-        for product in products.values():
-            if product.late_fee_minor <= 0:
-                continue
+        for product_code, ids in sorted(by_product.items()):
+            product = charging[product_code]
             p = self._params(
                 day,
                 lo,
                 hi,
-                p=product.code,
+                ids=d.ids(ids),
                 fee=product.late_fee_minor,
                 tol=product.dpd_tolerance_minor,
                 cutoff=day - timedelta(days=product.late_fee_grace_days),
             )
-            accounts_of = (
-                "SELECT id FROM lending_accounts WHERE id >= :lo AND id < :hi AND status = 'active' "
-                "AND product_code = :p"
-            )
-            late = (
-                "billed_on IS NOT NULL AND settled_on IS NULL AND late_fee_on IS NULL AND due_date <= :cutoff "
-                f"AND {unpaid_expr()} > :tol AND account_id >= :lo AND account_id < :hi "
-                f"AND account_id IN ({accounts_of})"
-            )
-            self._lock(
-                conn,
-                f"id IN (SELECT account_id FROM lending_instalments WHERE {late})",
-                p,
-            )
             count = conn.execute(
-                _sql(f"UPDATE lending_instalments SET fee_due = fee_due + :fee, late_fee_on = :d WHERE {late}"), p
+                _sql(
+                    "UPDATE lending_instalments SET fee_due = fee_due + :fee, late_fee_on = :d "
+                    f"WHERE {late_rows} AND {d.in_ids('account_id')}"
+                ),
+                p,
             ).rowcount
             if not count:
                 continue
             charged = (
                 "SELECT account_id, COUNT(*) AS n FROM lending_instalments WHERE billed_on IS NOT NULL "
-                "AND settled_on IS NULL AND late_fee_on = :d AND account_id >= :lo AND account_id < :hi "
-                f"AND account_id IN ({accounts_of}) GROUP BY account_id"
+                f"AND settled_on IS NULL AND late_fee_on = :d AND {d.in_ids('account_id')} GROUP BY account_id"
             )
             conn.execute(
                 _sql(
@@ -661,17 +703,27 @@ class EndOfDay:
 
     def _step_age(self, conn: Connection, day: date, chunk: int, lo: int, hi: int, products: dict[str, Product]) -> int:
         d = self.dialect
+        params = self._params(day, lo, hi)
+        due_rows = self._ids(
+            conn,
+            "SELECT DISTINCT account_id FROM lending_instalments WHERE billed_on IS NOT NULL AND settled_on IS NULL "
+            "AND due_date <= :d AND account_id >= :lo AND account_id < :hi",
+            params,
+        )
+        candidates = self._ids(
+            conn,
+            "SELECT id FROM lending_accounts WHERE id >= :lo AND id < :hi AND status = 'active' "
+            f"AND (past_due_since IS NOT NULL OR dpd > 0 OR last_paid_on > :d OR {d.in_ids('id')})",
+            {**params, "ids": d.ids(due_rows)},
+        )
+        by_product: dict[str, list[int]] = {}
+        for account, product_code in self._active(conn, candidates):
+            by_product.setdefault(product_code, []).append(account)
         rows = 0
-        for product in products.values():
-            p = self._params(day, lo, hi, p=product.code, tol=product.dpd_tolerance_minor)
-            candidates = (
-                "id >= :lo AND id < :hi AND status = 'active' AND product_code = :p AND (past_due_since IS NOT NULL "
-                "OR dpd > 0 OR last_paid_on > :d OR id IN (SELECT account_id FROM lending_instalments "
-                "WHERE billed_on IS NOT NULL AND settled_on IS NULL AND due_date <= :d "
-                "AND account_id >= :lo AND account_id < :hi))"
-            )
+        for product_code, ids in sorted(by_product.items()):
+            product = products[product_code]
+            p = self._params(day, lo, hi, ids=d.ids(ids), tol=product.dpd_tolerance_minor, p=product_code)
             rows_of = "i.account_id = lending_accounts.id AND i.billed_on IS NOT NULL AND i.due_date <= :d"
-            self._lock(conn, candidates, p)
             result = conn.execute(
                 _sql(
                     "UPDATE lending_accounts SET "
@@ -679,7 +731,7 @@ class EndOfDay:
                     f"AND ((i.settled_on IS NULL AND {unpaid_expr('i.')} > :tol) OR i.settled_on > :d)), "
                     "overdue_principal_minor = (SELECT COALESCE(SUM(i.principal_due - i.principal_paid), 0) "
                     f"FROM lending_instalments i WHERE {rows_of} AND i.settled_on IS NULL), "
-                    f"prev_bucket = bucket, aged_on = :d WHERE {candidates}"
+                    f"prev_bucket = bucket, aged_on = :d WHERE {d.in_ids('id')}"
                 ),
                 p,
             )
@@ -688,7 +740,7 @@ class EndOfDay:
             bucket = (
                 "CASE "
                 + " ".join(
-                    f"WHEN {d.days_between(':d1', 'past_due_since')} >= {bound} THEN {index}"
+                    f"WHEN {days} >= {bound} THEN {index}"
                     for index, bound in reversed(list(enumerate(product.buckets, start=1)))
                 )
                 + " ELSE 0 END"
@@ -699,7 +751,7 @@ class EndOfDay:
                     f"dpd = CASE WHEN past_due_since IS NULL THEN 0 ELSE {days} END, "
                     f"bucket = CASE WHEN past_due_since IS NULL THEN 0 ELSE {bucket} END, "
                     "first_delinquent_on = COALESCE(first_delinquent_on, past_due_since) "
-                    "WHERE id >= :lo AND id < :hi AND product_code = :p AND aged_on = :d"
+                    f"WHERE {d.in_ids('id')}"
                 ),
                 p,
             )
@@ -707,94 +759,108 @@ class EndOfDay:
                 conn,
                 day,
                 "lending.days_past_due_changed",
-                "id >= :lo AND id < :hi AND product_code = :p AND aged_on = :d AND bucket <> prev_bucket",
+                f"{d.in_ids('id')} AND bucket <> prev_bucket",
                 {"account_id": "ref", "dpd": "dpd", "bucket": "bucket", "previous_bucket": "prev_bucket"},
                 p,
             )
         return rows
 
+    def _threshold(self, products: dict[str, Product], attribute: str) -> str:
+        """`CASE product_code WHEN … THEN <the product's threshold> END`: one pass for every product."""
+        whens = " ".join(f"WHEN '{code}' THEN {int(getattr(p, attribute))}" for code, p in sorted(products.items()))
+        return f"(CASE product_code {whens} ELSE 2147483647 END)"
+
     def _step_non_accrual(
         self, conn: Connection, day: date, chunk: int, lo: int, hi: int, products: dict[str, Product]
     ) -> int:
-        rows = 0
-        for product in products.values():
-            p = self._params(day, lo, hi, p=product.code, na=product.non_accrual_dpd)
-            result = conn.execute(
-                _sql(
-                    "UPDATE lending_accounts SET accruing = (CASE WHEN dpd >= :na THEN 0 ELSE 1 END) "
-                    "WHERE id >= :lo AND id < :hi AND status = 'active' AND product_code = :p "
-                    "AND accruing <> (CASE WHEN dpd >= :na THEN 0 ELSE 1 END)"
-                ),
-                p,
-            )
-            rows += result.rowcount or 0
-        return rows
+        threshold = self._threshold(products, "non_accrual_dpd")
+        result = conn.execute(
+            _sql(
+                f"UPDATE lending_accounts SET accruing = (CASE WHEN dpd >= {threshold} THEN 0 ELSE 1 END) "
+                "WHERE id >= :lo AND id < :hi AND status = 'active' "
+                f"AND accruing <> (CASE WHEN dpd >= {threshold} THEN 0 ELSE 1 END)"
+            ),
+            self._params(day, lo, hi),
+        )
+        return result.rowcount or 0
 
     def _step_charge_off(
         self, conn: Connection, day: date, chunk: int, lo: int, hi: int, products: dict[str, Product]
     ) -> int:
-        rows = 0
-        for product in products.values():
-            p = self._params(day, lo, hi, p=product.code, co=product.charge_off_dpd, now=self.clock.now())
-            due = "id >= :lo AND id < :hi AND status = 'active' AND product_code = :p AND dpd >= :co"
-            self._lock(conn, due, p)
-            count = conn.execute(
-                _sql(
-                    "UPDATE lending_accounts SET status = 'charged_off', charged_off_on = :d, accruing = 0, "
-                    "charged_off_principal_minor = principal_minor, "
-                    "charged_off_interest_minor = interest_unbilled_minor + interest_billed_minor, "
-                    "charged_off_fees_minor = fees_minor + penalty_minor, principal_minor = 0, "
-                    "principal_billed_minor = 0, overdue_principal_minor = 0, interest_unbilled_minor = 0, "
-                    "interest_billed_minor = 0, fees_minor = 0, penalty_minor = 0, converted_unbilled_minor = 0, "
-                    f"version = version + 1 WHERE {due}"
-                ),
-                p,
-            ).rowcount
-            if not count:
-                continue
-            rows += int(count)
-            done = "id >= :lo AND id < :hi AND product_code = :p AND charged_off_on = :d"
-            self._pending(
-                conn,
-                day,
-                "charge_off",
-                chunk,
-                f"SELECT product_code, currency, 'charge_off_principal', SUM(charged_off_principal_minor) "
-                f"FROM lending_accounts WHERE {done} GROUP BY product_code, currency UNION ALL "
-                f"SELECT product_code, currency, 'charge_off_interest', SUM(charged_off_interest_minor) "
-                f"FROM lending_accounts WHERE {done} GROUP BY product_code, currency UNION ALL "
-                f"SELECT product_code, currency, 'charge_off_fees', SUM(charged_off_fees_minor) "
-                f"FROM lending_accounts WHERE {done} GROUP BY product_code, currency",
-                p,
-            )
-            empty = "'{}'" if not self.dialect.pg else "'{}'::jsonb"
-            conn.execute(
-                _sql(
-                    "INSERT INTO lending_transactions (account_id, kind, business_date, reference, amount_minor, "
-                    "principal_minor, interest_minor, penalty_minor, fees_minor, credit_minor, ledger_key, details, "
-                    "created_at) SELECT id, 'charge_off', :d, 'eod', charged_off_principal_minor + "
-                    "charged_off_interest_minor + charged_off_fees_minor, charged_off_principal_minor, "
-                    f"charged_off_interest_minor, 0, charged_off_fees_minor, 0, NULL, {empty}, :now "
-                    f"FROM lending_accounts WHERE {done}"
-                ),
-                p,
-            )
-            self._events(
-                conn,
-                day,
-                "lending.charged_off",
-                done,
-                {
-                    "account_id": "ref",
-                    "customer_id": "customer_id",
-                    "principal_minor": "charged_off_principal_minor",
-                    "interest_minor": "charged_off_interest_minor",
-                    "fees_minor": "charged_off_fees_minor",
-                    "currency": "currency",
-                },
-                p,
-            )
-        return rows
+        d = self.dialect
+        params = self._params(day, lo, hi, now=self.clock.now())
+        reached = self._ids(
+            conn,
+            "SELECT id FROM lending_accounts WHERE id >= :lo AND id < :hi AND status = 'active' "
+            f"AND dpd >= {self._threshold(products, 'charge_off_dpd')}",
+            params,
+        )
+        ids = [account for account, _ in self._active(conn, reached)]
+        if not ids:
+            return 0
+        params["ids"] = d.ids(ids)
+        count = conn.execute(
+            _sql(
+                "UPDATE lending_accounts SET status = 'charged_off', charged_off_on = :d, accruing = 0, "
+                "charged_off_principal_minor = principal_minor, "
+                "charged_off_interest_minor = interest_unbilled_minor + interest_billed_minor, "
+                "charged_off_fees_minor = fees_minor + penalty_minor, principal_minor = 0, "
+                "principal_billed_minor = 0, overdue_principal_minor = 0, interest_unbilled_minor = 0, "
+                "interest_billed_minor = 0, fees_minor = 0, penalty_minor = 0, converted_unbilled_minor = 0, "
+                f"version = version + 1 WHERE {d.in_ids('id')}"
+            ),
+            params,
+        ).rowcount
+        done = d.in_ids("id")
+        self._pending(
+            conn,
+            day,
+            "charge_off",
+            chunk,
+            f"SELECT product_code, currency, 'charge_off_principal', SUM(charged_off_principal_minor) "
+            f"FROM lending_accounts WHERE {done} GROUP BY product_code, currency UNION ALL "
+            f"SELECT product_code, currency, 'charge_off_interest', SUM(charged_off_interest_minor) "
+            f"FROM lending_accounts WHERE {done} GROUP BY product_code, currency UNION ALL "
+            f"SELECT product_code, currency, 'charge_off_fees', SUM(charged_off_fees_minor) "
+            f"FROM lending_accounts WHERE {done} GROUP BY product_code, currency",
+            params,
+        )
+        empty = "'{}'::jsonb" if d.pg else "'{}'"
+        conn.execute(
+            _sql(
+                "INSERT INTO lending_transactions (account_id, kind, business_date, reference, amount_minor, "
+                "principal_minor, interest_minor, penalty_minor, fees_minor, credit_minor, ledger_key, details, "
+                "created_at) SELECT id, 'charge_off', :d, 'eod', charged_off_principal_minor + "
+                "charged_off_interest_minor + charged_off_fees_minor, charged_off_principal_minor, "
+                f"charged_off_interest_minor, 0, charged_off_fees_minor, 0, NULL, {empty}, :now "
+                f"FROM lending_accounts WHERE {done}"
+            ),
+            params,
+        )
+        # the rows not yet billed will never be: they close with the account
+        conn.execute(
+            _sql(
+                "UPDATE lending_instalments SET billed_on = :d, settled_on = :d "
+                f"WHERE billed_on IS NULL AND {d.in_ids('account_id')}"
+            ),
+            params,
+        )
+        self._events(
+            conn,
+            day,
+            "lending.charged_off",
+            done,
+            {
+                "account_id": "ref",
+                "customer_id": "customer_id",
+                "principal_minor": "charged_off_principal_minor",
+                "interest_minor": "charged_off_interest_minor",
+                "fees_minor": "charged_off_fees_minor",
+                "currency": "currency",
+            },
+            params,
+        )
+        return int(count or 0)
 
     def _step_snapshot(
         self, conn: Connection, day: date, chunk: int, lo: int, hi: int, products: dict[str, Product]

@@ -132,6 +132,9 @@ accounts = sa.Table(
     ),
     sa.CheckConstraint("principal_billed_minor <= principal_minor", name="billed_within_principal"),
     sa.Index("ix_lending_accounts_customer", "customer_id"),
+    # End of day rewrites every row daily without touching an indexed column: room on each page keeps
+    # those updates heap-only (HOT), so the three indexes are not rewritten for every loan every day.
+    postgresql_with={"fillfactor": 60},
 )
 
 instalments = sa.Table(

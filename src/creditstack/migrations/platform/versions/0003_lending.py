@@ -267,6 +267,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_lending_accounts")),
         sa.UniqueConstraint("ref", name=op.f("uq_lending_accounts_ref")),
+        postgresql_with={"fillfactor": 60},
     )
     with op.batch_alter_table("lending_accounts", schema=None) as batch_op:
         batch_op.create_index("ix_lending_accounts_customer", ["customer_id"], unique=False)
