@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,6 +90,46 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
     path = tmp_path / "platform.db"
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
+
+
+FreshDatabase = Callable[[], AbstractContextManager[tuple[str, Path]]]
+
+
+@pytest.fixture(scope="session")
+def fresh_sqlite(sqlite_template: Path) -> FreshDatabase:
+    """A factory of fresh migrated SQLite databases, for tests that need one per example (hypothesis):
+    `with fresh_sqlite() as (url, directory): ...`; the files go when the block ends."""
+
+    @contextmanager
+    def fresh() -> Iterator[tuple[str, Path]]:
+        directory = Path(tempfile.mkdtemp(prefix="cs_fresh_"))
+        try:
+            shutil.copy(sqlite_template, directory / "platform.db")
+            yield f"sqlite:///{directory / 'platform.db'}", directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    return fresh
+
+
+@pytest.fixture(scope="session")
+def fresh_pg(pg_template: str) -> FreshDatabase:
+    """The same on PostgreSQL: a database created from the migrated template, dropped when the block ends."""
+
+    @contextmanager
+    def fresh() -> Iterator[tuple[str, Path]]:
+        name = f"cs_fresh_{uuid.uuid4().hex[:12]}"
+        with _pg_admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+        directory = Path(tempfile.mkdtemp(prefix="cs_fresh_"))
+        try:
+            yield _url_for(name), directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+            with _pg_admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return fresh
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -695,7 +695,7 @@ def test_bad_input_gets_a_stable_code_and_writes_nothing(world: World) -> None:
                     "payer_wallet_id": world.alice_wallet,
                     "merchant_wallet_id": world.shop_wallet,
                     "amount": money(100),
-                    "funding": "credit_line",
+                    "funding": "no-such-source",
                 },
             ),
             409,

@@ -28,12 +28,7 @@ After every step:
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
@@ -59,7 +54,6 @@ from creditstack.payments.rail import SimulatedRail
 from creditstack.payments.service import PaymentResult
 
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
-PG_ADMIN_URL = os.environ.get("CREDITSTACK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 VAULT = PiiVault.generate()
 MEMBER = "prop"
 TOKEN = "tok-bank-0001"
@@ -680,36 +674,6 @@ def _open(url: str, directory: Path) -> tuple[Platform, SimulatedRail, list[str]
     return platform, rail, behaviour
 
 
-@contextmanager
-def sqlite_database(template: Path) -> Iterator[tuple[str, Path]]:
-    directory = Path(tempfile.mkdtemp(prefix="cs_payprop_"))
-    try:
-        shutil.copy(template, directory / "platform.db")
-        yield f"sqlite:///{directory / 'platform.db'}", directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _pg_admin() -> Any:
-    import psycopg
-
-    return psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
-
-
-@contextmanager
-def pg_database(template: str) -> Iterator[tuple[str, Path]]:
-    name = f"cs_pp_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    directory = Path(tempfile.mkdtemp(prefix="cs_payprop_"))
-    try:
-        yield f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}", directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-        with _pg_admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def run_program(database: Any, program: tuple[dict[str, int], list[tuple[Any, ...]]]) -> None:
     fee_bps, ops = program
     with database as (url, directory):
@@ -737,12 +701,12 @@ COMMON = {
 
 @settings(max_examples=60, **COMMON)
 @given(program=programs)
-def test_payments_match_the_model_on_sqlite(sqlite_template: Path, program: Any) -> None:
-    run_program(sqlite_database(sqlite_template), program)
+def test_payments_match_the_model_on_sqlite(fresh_sqlite: Any, program: Any) -> None:
+    run_program(fresh_sqlite(), program)
 
 
 @pytest.mark.postgres
 @settings(max_examples=8, **COMMON)
 @given(program=programs)
-def test_payments_match_the_model_on_postgres(pg_template: str, program: Any) -> None:
-    run_program(pg_database(pg_template), program)
+def test_payments_match_the_model_on_postgres(fresh_pg: Any, program: Any) -> None:
+    run_program(fresh_pg(), program)

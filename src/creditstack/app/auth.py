@@ -64,3 +64,7 @@ OperatorOrService = Annotated[Principal, Depends(require(Role.PLATFORM_OPERATOR,
 WalletUser = Annotated[Principal, Depends(require(Role.CONSUMER, Role.MERCHANT, Role.PLATFORM_OPERATOR, Role.SERVICE))]
 #: A merchant (refunding its own payments) or the platform.
 MerchantOrOperator = Annotated[Principal, Depends(require(Role.MERCHANT, Role.PLATFORM_OPERATOR, Role.SERVICE))]
+#: A borrower (a consumer, acting on its own applications, loans and lines) or the platform (acting on any).
+Borrower = Annotated[Principal, Depends(require(Role.CONSUMER, Role.PLATFORM_OPERATOR, Role.SERVICE))]
+#: Any authenticated caller.
+Authenticated = Annotated[Principal, Depends(current_principal)]

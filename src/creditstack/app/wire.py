@@ -7,9 +7,9 @@ any language round-trips every amount exactly.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
 
 from creditstack.core.money import (
@@ -19,6 +19,23 @@ from creditstack.core.money import (
     UnknownCurrency,
     known_currency_codes,
 )
+
+
+def exact_amount_minor(value: Any) -> int:
+    """A JSON integer of minor units within the signed 53-bit range; anything else is refused."""
+    if type(value) is not int:
+        raise PydanticCustomError(
+            InvalidAmount.code,
+            "amount_minor must be a JSON integer of minor units, got {kind}",
+            {"kind": type(value).__name__},
+        )
+    if not -WIRE_AMOUNT_MINOR_MAX <= value <= WIRE_AMOUNT_MINOR_MAX:
+        raise PydanticCustomError(AmountOutOfRange.code, "amount_minor must be within ±(2**53 − 1)", {})
+    return value
+
+
+#: A bare amount in minor units whose currency the object it applies to fixes (a loan's, a product's).
+AmountMinorIn = Annotated[int, BeforeValidator(exact_amount_minor)]
 
 
 class MoneyIn(BaseModel):
@@ -32,15 +49,7 @@ class MoneyIn(BaseModel):
     @field_validator("amount_minor", mode="before")
     @classmethod
     def _exact_integer(cls, value: Any) -> int:
-        if type(value) is not int:
-            raise PydanticCustomError(
-                InvalidAmount.code,
-                "amount_minor must be a JSON integer of minor units, got {kind}",
-                {"kind": type(value).__name__},
-            )
-        if not -WIRE_AMOUNT_MINOR_MAX <= value <= WIRE_AMOUNT_MINOR_MAX:
-            raise PydanticCustomError(AmountOutOfRange.code, "amount_minor must be within ±(2**53 − 1)", {})
-        return value
+        return exact_amount_minor(value)
 
     @field_validator("currency", mode="before")
     @classmethod

@@ -710,12 +710,14 @@ class EndOfDay:
             "AND due_date <= :d AND account_id >= :lo AND account_id < :hi",
             params,
         )
-        candidates = self._ids(
+        # a union in Python: an `OR id = ANY(…)` in the scan would test every row against the whole list
+        delinquent = self._ids(
             conn,
             "SELECT id FROM lending_accounts WHERE id >= :lo AND id < :hi AND status = 'active' "
-            f"AND (past_due_since IS NOT NULL OR dpd > 0 OR last_paid_on > :d OR {d.in_ids('id')})",
-            {**params, "ids": d.ids(due_rows)},
+            "AND (past_due_since IS NOT NULL OR dpd > 0 OR last_paid_on > :d)",
+            params,
         )
+        candidates = sorted(set(delinquent) | set(due_rows))
         by_product: dict[str, list[int]] = {}
         for account, product_code in self._active(conn, candidates):
             by_product.setdefault(product_code, []).append(account)

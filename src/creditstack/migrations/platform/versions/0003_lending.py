@@ -140,7 +140,9 @@ def upgrade() -> None:
         sa.Column("code", sa.String(length=40), nullable=False),
         sa.Column("kind", sa.String(length=12), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("terms", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False),
+        sa.Column(
+            "terms", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
+        ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("kind IN ('instalment','line')", name=op.f("ck_lending_products_kind_known")),
         sa.PrimaryKeyConstraint("code", name=op.f("pk_lending_products")),
@@ -259,7 +261,9 @@ def upgrade() -> None:
             "principal_billed_minor <= principal_minor", name=op.f("ck_lending_accounts_billed_within_principal")
         ),
         sa.CheckConstraint(
-            "principal_minor >= 0 AND principal_billed_minor >= 0 AND interest_unbilled_minor >= 0 AND interest_billed_minor >= 0 AND penalty_minor >= 0 AND fees_minor >= 0 AND credit_minor >= 0 AND converted_unbilled_minor >= 0 AND overdue_principal_minor >= 0",
+            "principal_minor >= 0 AND principal_billed_minor >= 0 AND interest_unbilled_minor >= 0 "
+            "AND interest_billed_minor >= 0 AND penalty_minor >= 0 AND fees_minor >= 0 AND credit_minor >= 0 "
+            "AND converted_unbilled_minor >= 0 AND overdue_principal_minor >= 0",
             name=op.f("ck_lending_accounts_balances_non_negative"),
         ),
         sa.ForeignKeyConstraint(
@@ -284,11 +288,15 @@ def upgrade() -> None:
         sa.Column("term_months", sa.SmallInteger(), nullable=True),
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("business_date", sa.Date(), nullable=False),
-        sa.Column("inputs", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False),
+        sa.Column(
+            "inputs", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
+        ),
         sa.Column(
             "decision", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
         ),
-        sa.Column("offer", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True),
+        sa.Column(
+            "offer", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
+        ),
         sa.Column("account_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
