@@ -369,7 +369,9 @@ def run_database(kind: str, url: str, accounts: int, seed: int, chunk_size: int)
     per_step: dict[str, float] = {}
     for step in runs[0]["steps"]:
         name = step["step"]
-        per_step[name] = round(statistics.median(r_step["seconds"] for r in runs[:3] for r_step in r["steps"] if r_step["step"] == name), 3)
+        per_step[name] = round(
+            statistics.median(r_step["seconds"] for r in runs[:3] for r_step in r["steps"] if r_step["step"] == name), 3
+        )
     return {
         "accounts": accounts,
         "instalment_rows": len(instalment_rows),
