@@ -1016,7 +1016,10 @@ class LendingService:
             cursor = row.accrued_through + timedelta(days=1)
             while row.status == "active" and cursor < day:
                 n = day_units(product.day_count, cursor)
-                base = row.principal_minor if row.kind == "loan" or row.grace == 0 else 0
+                if row.kind == "line":  # as end of day accrues: no interest in grace, none on converted principal
+                    base = 0 if row.grace == 1 else row.principal_minor - row.converted_unbilled_minor
+                else:
+                    base = row.principal_minor
                 posted, carry = accrue_day(base * row.accruing, row.rate_micro, n, row.days_per_year, carry)
                 interest += posted
                 posted, penalty_carry = accrue_day(
@@ -1146,10 +1149,18 @@ class LendingService:
         # a line's principal converted into instalments is repaid with them, not by an early payment
         principal_unbilled = row.principal_minor - row.principal_billed_minor - row.converted_unbilled_minor
         prepaid_principal = 0
+        credit_applied = 0
         closes = False
         if remaining:
             payoff_rest = interest_unbilled + principal_unbilled
-            if row.kind == "line" or product.excess is ExcessHandling.PREPAY or remaining >= payoff_rest:
+            prepay = row.kind == "line" or product.excess is ExcessHandling.PREPAY
+            if not prepay and remaining + row.credit_minor >= payoff_rest:
+                # the payment settles the loan: the credit held for the next due date goes with it (the payoff
+                # quote deducts it), else the loan would stay open with its principal and the credit both
+                credit_applied = row.credit_minor
+                remaining += credit_applied
+                prepay = True
+            if prepay:
                 to_interest = min(remaining, interest_unbilled)
                 remaining -= to_interest
                 paid["interest"] += to_interest
@@ -1190,7 +1201,7 @@ class LendingService:
             "interest_unbilled_minor": interest_unbilled,
             "fees_minor": row.fees_minor - billed_fees_paid,
             "penalty_minor": row.penalty_minor - paid["penalty"],
-            "credit_minor": row.credit_minor + paid["credit"],
+            "credit_minor": row.credit_minor - credit_applied + paid["credit"],
             "last_paid_on": bd,
             "version": row.version + 1,
         }
@@ -1216,6 +1227,7 @@ class LendingService:
         self._refresh_past_due(conn, row.id, bd, product)
         ledger_key = f"lending:{row.ref}:repayment:{member}:{key}"
         gla = self.gl_accounts(row.product_code)
+        credits_change = paid["credit"] - credit_applied  # held now less held before and applied
         self._post(
             conn,
             PostEntry(
@@ -1228,7 +1240,7 @@ class LendingService:
                         ("loans_receivable", Side.CREDIT, paid["principal"]),
                         ("interest_receivable", Side.CREDIT, paid["interest"]),
                         ("fees_receivable", Side.CREDIT, paid["fees"] + paid["penalty"]),
-                        ("customer_credits", Side.CREDIT, paid["credit"]),
+                        ("customer_credits", Side.CREDIT if credits_change >= 0 else Side.DEBIT, abs(credits_change)),
                     ],
                 ),
                 f"repayment {row.ref}",
@@ -1248,9 +1260,10 @@ class LendingService:
             penalty=paid["penalty"],
             fees=paid["fees"],
             credit=paid["credit"],
-            details={"source": source},
+            details={"source": source, "credit_applied_minor": credit_applied},
         )
         allocation = {k: _money(v, row.currency) for k, v in paid.items()}
+        allocation["credit_applied"] = _money(credit_applied, row.currency)
         events.append(
             self._event(
                 "repayment_received",
@@ -1429,19 +1442,20 @@ class LendingService:
                     i.account_id == row.id, i.kind == "statement", i.billed_on == row.stmt_date
                 )
             ).one_or_none()
-            revolving = row.principal_minor - row.converted_unbilled_minor
-            amount = min(row.stmt_principal_minor, revolving)
-            if amount <= 0:
-                raise errors.NotConvertible("the statement has no principal to convert")
             unbill = 0
             if statement_row is not None and statement_row.settled_on is None:
                 unbill = statement_row.principal_due - statement_row.principal_paid
+            # principal still billed on older rows (a past-due minimum) is owed with them and does not convert
+            convertible = row.principal_minor - row.converted_unbilled_minor - (row.principal_billed_minor - unbill)
+            amount = min(row.stmt_principal_minor, convertible)
+            if amount <= 0:
+                raise errors.NotConvertible("the statement has no principal to convert")
+            if statement_row is not None and unbill:
                 conn.execute(
                     sa.update(t.instalments)
                     .where(i.account_id == row.id, i.number == statement_row.number)
                     .values(principal_due=statement_row.principal_paid)
                 )
-            amount = min(amount, revolving)
             next_number = (
                 int(conn.execute(sa.select(sa.func.max(i.number)).where(i.account_id == row.id)).scalar_one() or 0) + 1
             )
@@ -1532,29 +1546,45 @@ class LendingService:
             + row.fees_minor
             + row.penalty_minor
         )
-        if row.credit_minor >= amount_minor:
-            conn.execute(
-                sa.update(t.accounts)
-                .where(a.id == row.id)
-                .values(credit_minor=row.credit_minor - amount_minor, version=row.version + 1)
+        # a credit held (a refund or payment beyond what was owed) pays for the draw first; the rest is principal
+        from_credit = min(row.credit_minor, amount_minor)
+        to_principal = amount_minor - from_credit
+        available = max(0, row.limit_minor - owed + row.credit_minor)
+        if to_principal and amount_minor > available:
+            raise errors.LineLimitExceeded(
+                f"the draw of {amount_minor} exceeds the available {available}",
+                field="amount_minor",
+                available_minor=available,
             )
+        conn.execute(
+            sa.update(t.accounts)
+            .where(a.id == row.id)
+            .values(
+                credit_minor=row.credit_minor - from_credit,
+                principal_minor=row.principal_minor + to_principal,
+                version=row.version + 1,
+            )
+        )
+        if not to_principal:
             leg = FundingLeg(gla["customer_credits"], row.ref)
-            from_credit = True
         else:
-            available = max(0, row.limit_minor - owed + row.credit_minor)
-            if amount_minor > available:
-                raise errors.LineLimitExceeded(
-                    f"the draw of {amount_minor} exceeds the available {available}",
-                    field="amount_minor",
-                    available_minor=available,
-                )
-            conn.execute(
-                sa.update(t.accounts)
-                .where(a.id == row.id)
-                .values(principal_minor=row.principal_minor + amount_minor, version=row.version + 1)
-            )
             leg = FundingLeg(gla["loans_receivable"], row.ref)
-            from_credit = False
+            if from_credit:  # payments debits one account with the whole draw: the credit's part comes back
+                self._post(
+                    conn,
+                    PostEntry(
+                        gl.LEDGER_MEMBER,
+                        f"lending:{row.ref}:draw:{payment_id}:credit",
+                        gl.postings(
+                            gla,
+                            [
+                                ("customer_credits", Side.DEBIT, from_credit),
+                                ("loans_receivable", Side.CREDIT, from_credit),
+                            ],
+                        ),
+                        f"draw {payment_id} on {row.ref} paid from the credit held first",
+                    ),
+                )
         conn.execute(
             t.draws.insert().values(
                 payment_id=payment_id, account_id=row.id, amount_minor=amount_minor, business_date=bd
@@ -1568,8 +1598,8 @@ class LendingService:
             payment_id,
             f"payments:{payment_id}",
             amount=amount_minor,
-            principal=0 if from_credit else amount_minor,
-            credit=amount_minor if from_credit else 0,
+            principal=to_principal,
+            credit=from_credit,
         )
         events.append(
             self._event(
@@ -1598,16 +1628,64 @@ class LendingService:
         events: list[DomainEvent] = []
         row = self._catch_up(conn, row, bd, events)
         gla = self.gl_accounts(row.product_code)
-        revolving_unbilled = row.principal_minor - row.principal_billed_minor - row.converted_unbilled_minor
-        if row.status == "active" and amount_minor <= revolving_unbilled:
-            values = {"principal_minor": row.principal_minor - amount_minor}
+        i = t.instalments.c
+        principal = 0
+        to_rows: list[tuple[Any, int]] = []
+        if row.status == "active":
+            # the refund reduces the principal not yet billed, then the principal billed on open rows (oldest
+            # first, as a repayment would); only what exceeds the principal owed is held as a credit
+            revolving_unbilled = row.principal_minor - row.principal_billed_minor - row.converted_unbilled_minor
+            principal = min(amount_minor, revolving_unbilled)
+            open_rows = conn.execute(
+                sa.select(t.instalments)
+                .where(i.account_id == row.id, i.billed_on.is_not(None), i.settled_on.is_(None))
+                .order_by(i.due_date, i.number)
+            ).all()
+            for inst in open_rows:
+                take = min(amount_minor - principal, inst.principal_due - inst.principal_paid)
+                if take > 0:
+                    to_rows.append((inst, take))
+                    principal += take
+        credit = amount_minor - principal
+        for inst, take in to_rows:
+            settled = (
+                inst.principal_paid + take == inst.principal_due
+                and inst.interest_paid == inst.interest_due
+                and inst.fee_paid == inst.fee_due
+            )
+            conn.execute(
+                sa.update(t.instalments)
+                .where(i.account_id == row.id, i.number == inst.number)
+                .values(principal_paid=inst.principal_paid + take, settled_on=bd if settled else None)
+            )
+        values: dict[str, Any] = {
+            "principal_minor": row.principal_minor - principal,
+            "principal_billed_minor": row.principal_billed_minor - sum(take for _, take in to_rows),
+            "credit_minor": row.credit_minor + credit,
+        }
+        if (
+            principal and row.stmt_date is not None and draw.business_date <= row.stmt_date and bd <= row.stmt_due_date
+        ):  # a refund of a purchase on the open statement pays towards that statement, as a repayment does
+            values["stmt_paid_minor"] = row.stmt_paid_minor + principal
+        if principal:
             leg = FundingLeg(gla["loans_receivable"], row.ref)
-            principal, credit = amount_minor, 0
-        else:  # beyond what is owed (or the line is closed): held as a credit for the consumer
-            values = {"credit_minor": row.credit_minor + amount_minor}
+            if credit:  # payments credits one account with the whole refund: move the excess to the credits
+                self._post(
+                    conn,
+                    PostEntry(
+                        gl.LEDGER_MEMBER,
+                        f"lending:{row.ref}:refund:{payment_id}:{draw.refunded_minor}",
+                        gl.postings(
+                            gla, [("loans_receivable", Side.DEBIT, credit), ("customer_credits", Side.CREDIT, credit)]
+                        ),
+                        f"refund of {payment_id} beyond the principal of {row.ref}, held as a credit",
+                    ),
+                )
+        else:  # nothing owed as principal (or the line is closed): held as a credit for the consumer
             leg = FundingLeg(gla["customer_credits"], row.ref)
-            principal, credit = 0, amount_minor
         conn.execute(sa.update(t.accounts).where(t.accounts.c.id == row.id).values(**values, version=row.version + 1))
+        if to_rows:
+            self._refresh_past_due(conn, row.id, bd, self.product(row.product_code))
         conn.execute(
             sa.update(t.draws)
             .where(d.payment_id == payment_id)
