@@ -273,8 +273,11 @@ def test_one_consumer_cannot_see_or_touch_anothers_applications_and_loans(world:
     assert_problem(world.repay(bob, ref, 1_000), 404, "lending.account_not_found")
     converted = bob.post(f"/v1/lending/accounts/{ref}/conversions", headers=_key(), json={"term_months": 3})
     assert_problem(converted, 404, "lending.account_not_found")
-    assert bob.get("/v1/lending/accounts").json() == {"items": []}
-    assert bob.get("/v1/lending/accounts", params={"customer_id": world.alice}).json() == {"items": []}
+    assert bob.get("/v1/lending/accounts").json() == {"items": [], "next_after": None}
+    assert bob.get("/v1/lending/accounts", params={"customer_id": world.alice}).json() == {
+        "items": [],
+        "next_after": None,
+    }
     for_alice = world.apply(bob, customer=world.alice, wallet=world.alice_wallet)
     assert_problem(for_alice, 422, "lending.invalid_application")
     with_her_wallet = world.apply(bob, customer=world.bob, wallet=world.alice_wallet)
@@ -285,7 +288,10 @@ def test_one_consumer_cannot_see_or_touch_anothers_applications_and_loans(world:
     # the operator sees every account, and may filter by customer
     every = world.ops.get("/v1/lending/accounts").json()["items"]
     assert ref in {a["account_id"] for a in every}
-    assert world.ops.get("/v1/lending/accounts", params={"customer_id": world.bob}).json() == {"items": []}
+    assert world.ops.get("/v1/lending/accounts", params={"customer_id": world.bob}).json() == {
+        "items": [],
+        "next_after": None,
+    }
 
 
 def test_consumers_cannot_record_external_money_or_run_the_book(world: World) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 
 from creditstack.app.platform import Platform
 from creditstack.core import business_date
+from creditstack.core.errors import CreditstackError
 from creditstack.core.money import CNY, Money
 from creditstack.core.tables import PLATFORM_CORE
 from creditstack.ledger.service import SERVICE
@@ -655,12 +657,6 @@ def test_a_statement_converted_into_three_instalments(borrower: Borrower) -> Non
     assert_books_clean(borrower.platform)
 
 
-@pytest.mark.xfail(
-    reason="eod.py `_apply_credits` (and its online twin `_bill_online`) applies a credit held only to "
-    "kind = 'scheduled' rows, so a line's credit never pays a billed conversion instalment: the borrower goes "
-    "past due and takes a late fee while holding more than the instalment",
-    strict=True,
-)
 def test_a_credit_held_on_a_line_pays_its_converted_instalment_when_billed(borrower: Borrower) -> None:
     borrower.top_up(1_000_000)
     ref = borrower.open_line(1_000_000)
@@ -812,3 +808,65 @@ def test_month_end_writes_one_account_month_row_per_account(borrower: Borrower) 
     borrower.eod_through(date(2026, 4, 1))
     assert len(months()) == 3  # nothing on other days
     assert_books_clean(platform)
+
+
+def test_two_acceptances_at_once_cannot_break_the_borrower_cap_together(borrower: Borrower) -> None:
+    """Each of two 15,000,000 loans is within the 20,000,000 consumer cap alone, not together: accepted at the
+    same moment from two threads (PostgreSQL, READ COMMITTED), exactly one is funded."""
+    first = borrower.apply("cash-cny", 15_000_000, 12)
+    second = borrower.apply("cash-cny", 15_000_000, 12)
+    assert first.status_code == second.status_code == 201, (first.body, second.body)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def accept(application_id: str, key: str) -> None:
+        barrier.wait()
+        try:
+            result = borrower.lending.accept(member="app", key=key, application_id=application_id)
+            outcomes.append(str(result.status_code))
+        except CreditstackError as exc:
+            outcomes.append(exc.code)
+
+    threads = [
+        threading.Thread(target=accept, args=(first.body["application_id"], "race-1")),
+        threading.Thread(target=accept, args=(second.body["application_id"], "race-2")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["201", "policy.rule_failed"]
+    assert_books_clean(borrower.platform)
+
+
+def test_an_application_replays_its_outcome_after_the_wallet_changed(borrower: Borrower) -> None:
+    request = {
+        "member": "app",
+        "key": "apply-once",
+        "customer_id": borrower.customer,
+        "wallet_id": borrower.wallet,
+        "product_code": "cash-cny",
+        "amount_minor": 300_000,
+        "term_months": 6,
+    }
+    first = borrower.lending.apply(**request)
+    assert first.status_code == 201
+    borrower.pay.set_wallet_frozen(borrower.wallet, True)
+    again = borrower.lending.apply(**request)
+    assert again.replayed and again.body == first.body
+    with pytest.raises(CreditstackError) as refused:  # a new application with the frozen wallet is refused
+        borrower.lending.apply(**{**request, "key": "apply-new"})
+    assert refused.value.code == "lending.invalid_application"
+
+
+def test_accounts_are_listed_page_by_page(borrower: Borrower) -> None:
+    refs = [borrower.open_loan(100_000 + n, 3)[1] for n in range(3)]
+    seen: list[str] = []
+    after = 0
+    while True:
+        page = borrower.lending.list_accounts(customer_id=borrower.customer, after=after, limit=2)
+        if not page:
+            break
+        seen += [item["account_id"] for item in page]
+        after = page[-1]["position"]
+    assert seen == refs

@@ -260,9 +260,10 @@ def list_accounts(
     owner = _owner(principal)
     if owner is not None:
         if customer_id is not None and customer_id != owner:
-            return {"items": []}  # another customer's accounts are invisible, not forbidden
+            return {"items": [], "next_after": None}  # another customer's accounts are invisible, not forbidden
         customer_id = owner
-    return {"items": platform.lending.list_accounts(customer_id=customer_id, after=after, limit=limit)}
+    items = platform.lending.list_accounts(customer_id=customer_id, after=after, limit=limit)
+    return {"items": items, "next_after": items[-1]["position"] if len(items) == limit else None}
 
 
 @router.get("/accounts/{account_ref}", summary="A loan or line: balances, delinquency, schedule")

@@ -502,39 +502,47 @@ class EndOfDay:
         return int(billed or 0)
 
     def _apply_credits(self, conn: Connection, day: date, chunk: int, params: dict[str, Any]) -> None:
+        """A credit held pays the row billed today: its fee (a conversion's), then interest, then principal.
+        One row per account (the lowest number), so a credit is never spent twice."""
         d = self.dialect
         credit_rows = (
-            "billed_on = :d AND billed_online = 0 AND kind = 'scheduled' AND settled_on IS NULL "
-            f"AND {d.in_ids('account_id')}"
+            "billed_on = :d AND billed_online = 0 AND kind IN ('scheduled', 'conversion') AND settled_on IS NULL "
+            f"AND {d.in_ids('account_id')} AND number = (SELECT MIN(j.number) FROM lending_instalments j "
+            "WHERE j.account_id = lending_instalments.account_id AND j.billed_on = :d AND j.billed_online = 0 "
+            "AND j.kind IN ('scheduled', 'conversion'))"
         )
         credit = "(SELECT a.credit_minor FROM lending_accounts a WHERE a.id = lending_instalments.account_id)"
-        to_interest = d.least("interest_due", credit)
+        to_fee = d.least("fee_due", credit)
+        to_interest = d.least("interest_due", f"{credit} - {to_fee}")
+        to_principal = d.least("principal_due", f"{credit} - {to_fee} - {to_interest}")
         conn.execute(
             _sql(
-                f"UPDATE lending_instalments SET interest_paid = {to_interest}, "
-                f"principal_paid = {d.least('principal_due', f'{credit} - {to_interest}')} WHERE {credit_rows}"
+                f"UPDATE lending_instalments SET fee_paid = {to_fee}, interest_paid = {to_interest}, "
+                f"principal_paid = {to_principal} WHERE {credit_rows}"
             ),
             params,
         )
         applied = (
-            "SELECT account_id, SUM(interest_paid) AS ip, SUM(principal_paid) AS pp FROM lending_instalments "
-            f"WHERE {credit_rows} GROUP BY account_id"
+            "SELECT account_id, SUM(fee_paid) AS fp, SUM(interest_paid) AS ip, SUM(principal_paid) AS pp, "
+            "SUM(CASE WHEN kind = 'conversion' THEN principal_paid ELSE 0 END) AS cp "
+            f"FROM lending_instalments WHERE {credit_rows} GROUP BY account_id"
         )
         self._pending(
             conn,
             day,
             "bill",
             chunk,
-            f"SELECT a.product_code, a.currency, 'credit_to_interest', SUM(s.ip) FROM ({applied}) AS s "
-            "JOIN lending_accounts a ON a.id = s.account_id GROUP BY a.product_code, a.currency "
-            f"UNION ALL SELECT a.product_code, a.currency, 'credit_to_principal', SUM(s.pp) FROM ({applied}) AS s "
-            "JOIN lending_accounts a ON a.id = s.account_id GROUP BY a.product_code, a.currency",
+            " UNION ALL ".join(
+                f"SELECT a.product_code, a.currency, 'credit_to_{name}', SUM(s.{column}) FROM ({applied}) AS s "
+                "JOIN lending_accounts a ON a.id = s.account_id GROUP BY a.product_code, a.currency"
+                for name, column in (("fees", "fp"), ("interest", "ip"), ("principal", "pp"))
+            ),
             params,
         )
         conn.execute(
             _sql(
-                "UPDATE lending_accounts SET credit_minor = credit_minor - s.ip - s.pp, "
-                "interest_billed_minor = interest_billed_minor - s.ip, "
+                "UPDATE lending_accounts SET credit_minor = credit_minor - s.fp - s.ip - s.pp, "
+                "fees_minor = fees_minor - s.fp, interest_billed_minor = interest_billed_minor - s.ip, "
                 "principal_billed_minor = principal_billed_minor - s.pp, principal_minor = principal_minor - s.pp "
                 f"FROM ({applied}) AS s WHERE lending_accounts.id = s.account_id"
             ),

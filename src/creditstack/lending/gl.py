@@ -33,6 +33,7 @@ MOVEMENTS: dict[str, tuple[tuple[str, str], ...]] = {
     "penalty": (("fees_receivable", "penalty_income"),),
     "late_fee": (("fees_receivable", "fee_income"),),
     "conversion_fee": (("fees_receivable", "fee_income"),),
+    "credit_to_fees": (("customer_credits", "fees_receivable"),),
     "credit_to_interest": (("customer_credits", "interest_receivable"),),
     "credit_to_principal": (("customer_credits", "loans_receivable"),),
     # charge-off: provide for the loss, then write the receivable off against the allowance

@@ -344,7 +344,7 @@ class LendingService:
         credit = row.credit_minor
         principal = row.principal_minor
         conversion_fees = 0
-        credit_interest = credit_principal = 0
+        credit_fees = credit_interest = credit_principal = 0
         for inst in due:
             values: dict[str, Any] = {"billed_on": day, "billed_online": 1}
             interest_due = inst.interest_due
@@ -359,27 +359,33 @@ class LendingService:
             if inst.kind == "conversion":
                 converted -= inst.principal_due
                 conversion_fees += inst.fee_due
-            if inst.kind == "scheduled" and credit > 0:
-                to_interest = min(interest_due, credit)
-                to_principal = min(inst.principal_due, credit - to_interest)
-                credit -= to_interest + to_principal
+            if inst.kind in ("scheduled", "conversion") and credit > 0:  # fee, then interest, then principal
+                to_fee = min(inst.fee_due, credit)
+                to_interest = min(interest_due, credit - to_fee)
+                to_principal = min(inst.principal_due, credit - to_fee - to_interest)
+                credit -= to_fee + to_interest + to_principal
+                credit_fees += to_fee
                 credit_interest += to_interest
                 credit_principal += to_principal
+                fees -= to_fee
                 interest_billed -= to_interest
                 principal_billed -= to_principal
                 principal -= to_principal
-                values.update(interest_paid=to_interest, principal_paid=to_principal)
-                if to_interest == interest_due and to_principal == inst.principal_due and inst.fee_due == 0:
+                values.update(fee_paid=to_fee, interest_paid=to_interest, principal_paid=to_principal)
+                if to_fee == inst.fee_due and to_interest == interest_due and to_principal == inst.principal_due:
                     values["settled_on"] = bd
             conn.execute(
                 sa.update(t.instalments).where(i.account_id == row.id, i.number == inst.number).values(**values)
             )
         legs: list[tuple[str | int, Side, int]] = []
+        fees_net = conversion_fees - credit_fees  # fees receivable: charged, less what the credit paid at once
         if conversion_fees:
-            legs += [("fees_receivable", Side.DEBIT, conversion_fees), ("fee_income", Side.CREDIT, conversion_fees)]
-        if credit_interest or credit_principal:
+            legs.append(("fee_income", Side.CREDIT, conversion_fees))
+        if fees_net:
+            legs.append(("fees_receivable", Side.DEBIT if fees_net > 0 else Side.CREDIT, abs(fees_net)))
+        if credit_fees or credit_interest or credit_principal:
             legs += [
-                ("customer_credits", Side.DEBIT, credit_interest + credit_principal),
+                ("customer_credits", Side.DEBIT, credit_fees + credit_interest + credit_principal),
                 ("interest_receivable", Side.CREDIT, credit_interest),
                 ("loans_receivable", Side.CREDIT, credit_principal),
             ]
@@ -469,11 +475,6 @@ class LendingService:
             type(income_3y_average_minor) is not int or income_3y_average_minor < 0
         ):
             raise errors.InvalidApplication("income must be a non-negative integer", field="income_3y_average_minor")
-        _, wallet_customer, wallet_currency, wallet_status = self.payments.wallet_ledger_account(wallet_id)
-        if wallet_customer != customer_id or wallet_currency != product.currency or wallet_status != "active":
-            raise errors.InvalidApplication(
-                "the wallet must be the applicant's, active, in the product's currency", field="wallet_id"
-            )
         request = {
             "customer_id": customer_id,
             "wallet_id": wallet_id,
@@ -485,6 +486,13 @@ class LendingService:
         }
 
         def work(conn: Connection) -> tuple[int, dict[str, Any]]:
+            # checked here, after the key's stored outcome (if any) is replayed: a later change of the wallet
+            # does not turn a replay into an error
+            _, wallet_customer, wallet_currency, wallet_status = self.payments.wallet_ledger_account(wallet_id)
+            if wallet_customer != customer_id or wallet_currency != product.currency or wallet_status != "active":
+                raise errors.InvalidApplication(
+                    "the wallet must be the applicant's, active, in the product's currency", field="wallet_id"
+                )
             bd = self._business_date(conn)
             income = income_3y_average_minor
             income_source = "declared"
@@ -707,6 +715,7 @@ class LendingService:
             app = conn.execute(query).one_or_none()
             if app is None or (owner is not None and app.customer_id != owner):
                 raise errors.ApplicationNotFound(f"no application {application_id}", field="application_id")
+            self._lock_customer(conn, app.customer_id)
             bd = self._business_date(conn)
             if app.status != "approved":
                 raise errors.ApplicationNotAcceptable(f"application {application_id} is {app.status}")
@@ -856,6 +865,14 @@ class LendingService:
 
         return self._idempotent(member, key, "lending.accept", request, work)
 
+    def _lock_customer(self, conn: Connection, customer_id: str) -> None:
+        """Serialise the acceptances of one customer: the borrower caps read the customer's exposure, and
+        two acceptances read under READ COMMITTED would both pass. (SQLite writers are serialised already.)"""
+        if self.db.is_postgres:
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"lending:customer:{customer_id}"}
+            )
+
     @staticmethod
     def _insert_account(conn: Connection, values: dict[str, Any]) -> int:
         key = conn.execute(t.accounts.insert().values(**values)).inserted_primary_key
@@ -875,6 +892,7 @@ class LendingService:
         )
         body: dict[str, Any] = {
             "account_id": row.ref,
+            "position": int(row.id),  # the paging cursor of list_accounts (`after`)
             "kind": row.kind,
             "customer_id": row.customer_id,
             "wallet_id": row.wallet_id,
