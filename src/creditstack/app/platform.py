@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from creditstack.colending.service import ColendingService
 from creditstack.core import business_date, migrate
 from creditstack.core.apikeys import ApiKeys
 from creditstack.core.clock import Clock, SystemClock
@@ -29,6 +30,7 @@ class Platform:
     ledger: LedgerService
     payments: PaymentsService
     lending: LendingService
+    colending: ColendingService
     rail: BankRail
 
     def close(self) -> None:
@@ -62,6 +64,7 @@ def open_platform(
     if rail is None:
         rail = SimulatedRail(business_date=ledger.business_date)
     payments = PaymentsService(db, clock, ledger, vault or load_vault(settings.var_dir), rail)
+    colending = ColendingService(db, clock, ledger, payments, rule_sets=settings.policy_rule_sets)
     lending = LendingService(
         db,
         clock,
@@ -69,7 +72,7 @@ def open_platform(
         payments,
         rule_sets=settings.policy_rule_sets,
         score_provider=score_provider,
-        funding_allocator=funding_allocator,
+        funding_allocator=funding_allocator or colending.allocator,
         eod_chunk_size=eod_chunk_size,
     )
     lending.ensure_default_products()
@@ -81,5 +84,6 @@ def open_platform(
         ledger=ledger,
         payments=payments,
         lending=lending,
+        colending=colending,
         rail=rail,
     )

@@ -10,6 +10,7 @@ need in the request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -116,9 +117,14 @@ class RulesScoreProvider:
 class FundingRequest:
     product_code: str
     currency: str
-    principal_minor: int
+    principal_minor: int  # a loan's principal; a line's limit
     score: int
     customer_id: str
+    account_ref: str = ""
+    kind: str = "loan"  # "loan" | "line"
+    term_months: int | None = None
+    rate_micro: int = 0  # the borrower's annual rate in millionths
+    business_date: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +137,18 @@ class FundingShare:
 
 
 class FundingAllocator(Protocol):
-    """Who funds a loan; the shares must add up to the principal exactly."""
+    """Who funds a loan; the shares must add up to the principal exactly.
 
-    def allocate(self, request: FundingRequest) -> tuple[FundingShare, ...]: ...
+    Called inside the acceptance's transaction (`transaction` is that connection), after the account row is
+    written and before the disbursement: the allocator may lock and write its own rows there, so that its
+    records and the loan commit together; raising a `CreditstackError` refuses the acceptance."""
+
+    def allocate(self, transaction: Any, request: FundingRequest) -> tuple[FundingShare, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class OwnFundsAllocator:
     """The platform funds every loan from its own balance sheet (until co-lending plugs in partners)."""
 
-    def allocate(self, request: FundingRequest) -> tuple[FundingShare, ...]:
+    def allocate(self, transaction: Any, request: FundingRequest) -> tuple[FundingShare, ...]:
         return (FundingShare("platform", request.principal_minor),)

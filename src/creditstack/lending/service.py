@@ -737,19 +737,26 @@ class LendingService:
                 income_3y_average=Money(income, currency) if income is not None else None,
             )
             raise_if_failed(check_borrower(position, in_force(self.rule_sets, bd)))
+            rate = Decimal(offer["annual_rate"])
+            ref = new_id("loan" if product.kind is ProductKind.INSTALMENT else "line")
+            # who funds it: the allocator writes its own rows (participations, exposure) in this transaction
             shares = self.funding_allocator.allocate(
+                conn,
                 FundingRequest(
                     product.code,
                     product.currency,
                     app.amount_minor,
                     int(app.decision["score"]["score"]),
                     app.customer_id,
-                )
+                    account_ref=ref,
+                    kind="loan" if product.kind is ProductKind.INSTALMENT else "line",
+                    term_months=app.term_months,
+                    rate_micro=rate_micro(rate),
+                    business_date=bd,
+                ),
             )
             if sum(s.principal_minor for s in shares) != app.amount_minor or any(s.principal_minor < 0 for s in shares):
                 raise errors.LedgerRefused("the funding allocation does not add up to the principal")
-            rate = Decimal(offer["annual_rate"])
-            ref = new_id("loan" if product.kind is ProductKind.INSTALMENT else "line")
             wallet_account = self.payments.wallet_ledger_account(app.wallet_id)[0]
             values: dict[str, Any] = {
                 "ref": ref,
@@ -1293,6 +1300,12 @@ class LendingService:
                     "currency": row.currency,
                     "source": source,
                     "closed": closes,
+                    # what it paid, for those who share the cash flows (co-lending)
+                    "principal_minor": paid["principal"],
+                    "interest_minor": paid["interest"],
+                    "penalty_minor": paid["penalty"],
+                    "fees_minor": paid["fees"],
+                    "credit_minor": paid["credit"],
                 },
             )
         )
@@ -1627,6 +1640,7 @@ class LendingService:
                 {
                     "customer_id": customer_id,
                     "amount_minor": amount_minor,
+                    "principal_minor": to_principal,
                     "currency": currency,
                     "payment_id": payment_id,
                 },
@@ -1720,7 +1734,18 @@ class LendingService:
             principal=principal,
             credit=credit,
         )
-        return leg
+        refunded = self._event(
+            "line_refunded",
+            row.ref,
+            bd,
+            {
+                "payment_id": payment_id,
+                "amount_minor": amount_minor,
+                "principal_minor": principal,
+                "currency": row.currency,
+            },
+        )
+        return FundingLeg(leg.ledger_account_id, leg.source_reference, (refunded,))
 
     # ------------------------------------------------------------ reconcile
 

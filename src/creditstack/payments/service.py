@@ -941,13 +941,14 @@ class PaymentsService:
             )
             currency = amount.currency.code
             credit_account = int(payer.ledger_account_id)
+            source_events: list[DomainEvent] = []
             if original.funding != "wallet":
                 source = self.funding_sources.get(original.funding)
                 if source is None:
                     raise errors.FundingSourceUnavailable(f"no funding source {original.funding!r}")
-                credit_account = source.refunded(
-                    conn, payment_id=payment_id, amount_minor=amount.amount_minor, currency=currency
-                ).ledger_account_id
+                leg = source.refunded(conn, payment_id=payment_id, amount_minor=amount.amount_minor, currency=currency)
+                credit_account = leg.ledger_account_id
+                source_events = list(leg.events)
             postings = [PostingSpec(credit_account, Side.CREDIT, amount.amount_minor, currency)]
             if amount.amount_minor - fee_back:
                 postings.append(
@@ -972,7 +973,7 @@ class PaymentsService:
                 refunded_fee_minor=int(original.refunded_fee_minor) + fee_back,
             )
             base.update(entry_seq=result.entry_seq, fee_minor=fee_back)
-            return self._finish(conn, base, [self._completed_event(base, merchant.id)])
+            return self._finish(conn, base, [self._completed_event(base, merchant.id), *source_events])
 
         return self._idempotent(member, key, "payments.refund", request, work, amount.currency)
 

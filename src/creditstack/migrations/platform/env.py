@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import creditstack.colending.tables
 import creditstack.ledger.tables
 import creditstack.lending.tables
 import creditstack.payments.tables  # noqa: F401 - registers the payments tables

@@ -1,0 +1,162 @@
+"""Co-lending arithmetic, pure: how a loan is split at funding, and how each cash flow is shared.
+
+**Funding split** (`split_funding`): the platform keeps at least the minimum share in force, rounded up to
+the unit; each eligible bank gets at most what its agreement and the regulatory limits leave, rounded down;
+the banks' part is spread pro rata to their remaining capacity (largest remainder, never above a bank's
+capacity), and whatever the banks cannot take stays with the platform — up to the platform's own maximum.
+A loan no combination can fund raises `FundingNotPossible` naming the binding limit.
+
+**Cash flows** (`cumulative_split`): a component's running total T (principal repaid, interest collected,
+…) is allocated by the largest-remainder method with fixed weights, and each participant's increment is
+allocate(T)[p] − allocated so far[p]. Rounding never drifts: at every moment each participant holds its
+exact pro-rata amount within one unit, and when the principal repaid reaches the principal funded every
+participant's principal is exactly zero. (Largest remainder may, rarely, move one unit from one
+participant to another as T grows — the Alabama paradox — so an increment can be −1 for one participant
+while another's is +2; the running totals stay exact, which is what is settled.)
+
+**Interest weights** (`interest_weights`): a bank earns min(borrower rate, bank rate) on its participation;
+the excess is the platform's service fee. Interest collected is allocated with weights P_bank × min(r, r_b)
+for each bank and P_platform × r + Σ P_bank × (r − min(r, r_b)) for the platform: they sum to P × r.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from creditstack.core.errors import BusinessRuleViolated, ValidationFailed
+from creditstack.core.money import allocate
+
+PLATFORM = "platform"
+
+
+class FundingNotPossible(BusinessRuleViolated):
+    """No split of the loan satisfies the platform's minimum share and every bank's limits."""
+
+    code = "colending.funding_not_possible"
+
+
+@dataclass(frozen=True, slots=True)
+class BankCapacity:
+    """What one eligible bank may take of a loan, and why: each limit in minor units (None: no such limit)."""
+
+    partner_id: str
+    share_max_minor: int  # the agreement's maximum share of this loan, rounded down
+    share_min_minor: int  # the agreement's minimum share when it participates, rounded up
+    exposure_headroom_minor: int | None  # agreement cap − outstanding participations
+    tier1_headroom_minor: int | None  # 25 % of net tier-1 capital − outstanding participations with us
+    joint_headroom_minor: int | None  # 50 % of total loans − joint loans outstanding
+
+    def capacity(self) -> tuple[int, str]:
+        """The most the bank can take, and the name of the limit that binds."""
+        limits = {
+            "agreement_share_max": self.share_max_minor,
+            "agreement_exposure_cap": self.exposure_headroom_minor,
+            "tier1_capital_25pct": self.tier1_headroom_minor,
+            "joint_loans_50pct": self.joint_headroom_minor,
+        }
+        known = {k: max(0, v) for k, v in limits.items() if v is not None}
+        binding = min(known, key=lambda k: (known[k], k))
+        return known[binding], binding
+
+
+def share_floor(principal_minor: int, bps: int) -> int:
+    return principal_minor * bps // 10_000
+
+
+def share_ceil(principal_minor: int, bps: int) -> int:
+    return -(-principal_minor * bps // 10_000)
+
+
+def split_funding(
+    principal_minor: int,
+    *,
+    platform_min_minor: int,
+    platform_max_minor: int,
+    banks: Sequence[BankCapacity],
+) -> dict[str, int]:
+    """Shares of a loan: {"platform": …, partner_id: …}; they sum to the principal exactly."""
+    if principal_minor <= 0:
+        raise ValidationFailed("a loan to fund needs a positive principal", field="principal_minor")
+    platform_min_minor = max(0, min(platform_min_minor, principal_minor))
+    platform_max_minor = min(principal_minor, max(platform_max_minor, platform_min_minor))
+    need = principal_minor - platform_max_minor  # what the banks must take at least
+    room = principal_minor - platform_min_minor  # what the banks may take at most
+    capacities: list[tuple[BankCapacity, int]] = []
+    binding: list[str] = []
+    for bank in banks:
+        cap, limit = bank.capacity()
+        if cap >= max(bank.share_min_minor, 1):
+            capacities.append((bank, cap))
+        else:
+            binding.append(f"{bank.partner_id}: {limit}")
+    total_capacity = sum(cap for _, cap in capacities)
+    if total_capacity < need:
+        reason = "; ".join(binding) or "no eligible partner bank"
+        raise FundingNotPossible(
+            f"the banks can take {total_capacity} of the {need} the platform cannot fund ({reason})",
+            need_minor=need,
+            capacity_minor=total_capacity,
+            binding=binding,
+        )
+    to_banks = min(room, total_capacity)
+    shares = _spread(to_banks, [cap for _, cap in capacities])
+    # a bank below its agreement's minimum share takes nothing; its part goes back to the others or the platform
+    out: dict[str, int] = {}
+    for (bank, _), share in zip(capacities, shares, strict=True):
+        if share >= bank.share_min_minor and share > 0:
+            out[bank.partner_id] = share
+    platform = principal_minor - sum(out.values())
+    if platform > platform_max_minor:
+        raise FundingNotPossible(
+            "the banks' minimum shares leave the platform more than it may fund",
+            need_minor=need,
+            capacity_minor=total_capacity,
+            binding=binding,
+        )
+    return {PLATFORM: platform, **out}
+
+
+def _spread(total: int, capacities: Sequence[int]) -> list[int]:
+    """`total` pro rata to `capacities`, never above a capacity (largest remainder, then refill)."""
+    if not capacities or total <= 0:
+        return [0] * len(capacities)
+    parts = allocate(total, capacities)
+    # pro rata to capacity never exceeds a capacity when total <= sum(capacities), except by rounding up one unit
+    over = 0
+    for i, (part, cap) in enumerate(zip(parts, capacities, strict=True)):
+        if part > cap:
+            over += part - cap
+            parts[i] = cap
+    for i, cap in enumerate(capacities):
+        if over == 0:
+            break
+        take = min(over, cap - parts[i])
+        parts[i] += take
+        over -= take
+    return parts
+
+
+def cumulative_split(total_to_date: int, weights: Mapping[str, int], allocated: Mapping[str, int]) -> dict[str, int]:
+    """Each participant's increment so that its running amount is its largest-remainder share of the total."""
+    names = sorted(weights)
+    target = allocate(total_to_date, [weights[n] for n in names])
+    return {n: t - allocated.get(n, 0) for n, t in zip(names, target, strict=True)}
+
+
+def interest_weights(
+    principal_shares: Mapping[str, int], borrower_rate_micro: int, bank_rates_micro: Mapping[str, int]
+) -> dict[str, int]:
+    """Weights for sharing interest: banks at min(borrower rate, bank rate), the platform the rest."""
+    weights: dict[str, int] = {}
+    platform = principal_shares.get(PLATFORM, 0) * borrower_rate_micro
+    for name, principal in principal_shares.items():
+        if name == PLATFORM:
+            continue
+        earned = min(borrower_rate_micro, bank_rates_micro[name])
+        weights[name] = principal * earned
+        platform += principal * (borrower_rate_micro - earned)
+    weights[PLATFORM] = platform
+    if sum(weights.values()) == 0:  # a zero-rate loan: share as principal does (nothing to share anyway)
+        return dict(principal_shares)
+    return weights

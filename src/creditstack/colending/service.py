@@ -1,0 +1,901 @@
+"""Co-lending: partner banks, the funding split of each loan, the sharing of its cash flows, daily settlement.
+
+* `ColendingService.allocator` is lending's `FundingAllocator`: inside the acceptance's transaction it locks
+  the eligible partners (in id order), computes each one's capacity from its agreement and the regulatory
+  limits in force, splits the loan (`allocation.split_funding`), checks the split against the rules (the
+  platform's minimum share, each bank's limits after the participation) and writes the participations.
+* `process_events` follows lending's outbox (consumer `colending`): each funding, repayment, refund onto a
+  line, charge-off and recovery is shared among the account's participants by the cumulative
+  largest-remainder split, per component, and written as per-partner movements; the consumer's position
+  advances in the same transaction (at-least-once delivery, applied exactly once).
+* `settle(business_date)` nets, per partner, every unsettled movement up to the date into one ledger entry
+  and one payment through the bank rail (either direction), and keeps the statement.
+
+Sign convention of a movement: positive = the platform owes the bank (its part of collections), negative
+= the bank owes the platform (its part of a funding). Losses carry no cash: they reduce the bank's
+participation and show on its statement.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from creditstack.colending import tables as t
+from creditstack.colending.allocation import (
+    PLATFORM,
+    BankCapacity,
+    FundingNotPossible,
+    cumulative_split,
+    interest_weights,
+    share_ceil,
+    share_floor,
+    split_funding,
+)
+from creditstack.core import business_date as business_dates
+from creditstack.core import events as outbox
+from creditstack.core.clock import Clock
+from creditstack.core.db import Database
+from creditstack.core.errors import BusinessRuleViolated, CreditstackError, NotFound, ValidationFailed
+from creditstack.core.ids import new_id
+from creditstack.core.money import Currency, Money
+from creditstack.core.tables import PLATFORM_CORE
+from creditstack.ledger.domain import PostEntry, PostingSpec, Side
+from creditstack.ledger.service import SERVICE, LedgerService
+from creditstack.lending.ports import FundingRequest, FundingShare
+from creditstack.payments.domain import RailInstruction, RailOutcome
+from creditstack.payments.service import PaymentsService
+from creditstack.policy.domain import LoanSplit, PartnerBankPosition
+from creditstack.policy.evaluate import (
+    check_colending_split,
+    check_partner_limits,
+    failures,
+    in_force,
+    platform_share_min,
+)
+
+CONSUMER = "colending"
+LEDGER_MEMBER = "colending"
+#: Components with cash; "loss" has none.
+CASH_COMPONENTS = ("funding", "principal", "interest", "fees", "penalty", "recovery")
+COMPONENTS = (*CASH_COMPONENTS, "loss")
+EVENTS_PAGE = 5_000
+PLATFORM_SHARE_MAX_BPS_DEFAULT = 10_000
+
+
+class PartnerNotFound(NotFound):
+    """No partner bank with this id (or not the caller's)."""
+
+    code = "colending.partner_not_found"
+
+
+class InvalidAgreement(ValidationFailed):
+    """A partner's agreement terms are out of range."""
+
+    code = "colending.invalid_agreement"
+
+
+class SettlementExists(BusinessRuleViolated):
+    """The partner's settlement for this business date is already made."""
+
+    code = "colending.settlement_exists"
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    products: tuple[str, ...]
+    share_min_bps: int
+    share_max_bps: int
+    exposure_cap_minor: int
+    score_floor: int
+    term_months_max: int
+    bank_rate: Decimal  # annual, six places at most
+    fees_to: str = "pro_rata"  # "platform" | "pro_rata"
+    penalty_to: str = "platform"
+
+    def check(self) -> None:
+        if not 0 <= self.share_min_bps <= self.share_max_bps <= 10_000:
+            raise InvalidAgreement("0 <= share_min_bps <= share_max_bps <= 10,000", field="share_max_bps")
+        if self.exposure_cap_minor < 0 or self.term_months_max < 0:
+            raise InvalidAgreement("caps must not be negative", field="exposure_cap_minor")
+        if self.fees_to not in ("platform", "pro_rata") or self.penalty_to not in ("platform", "pro_rata"):
+            raise InvalidAgreement("fees_to and penalty_to are 'platform' or 'pro_rata'", field="fees_to")
+        scaled = self.bank_rate * 1_000_000
+        if self.bank_rate < 0 or scaled != scaled.to_integral_value():
+            raise InvalidAgreement("bank_rate is a non-negative fraction with six places at most", field="bank_rate")
+
+
+class ColendingService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        ledger: LedgerService,
+        payments: PaymentsService,
+        *,
+        rule_sets: str,
+        platform_share_max_bps: int = PLATFORM_SHARE_MAX_BPS_DEFAULT,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.ledger = ledger
+        self.payments = payments
+        self.rule_sets = rule_sets
+        self.platform_share_max_bps = platform_share_max_bps
+        self._ledger_accounts: dict[str, int] = {}
+        self.allocator = ColendingAllocator(self)
+
+    # ------------------------------------------------------------ partners
+
+    def register_partner(
+        self,
+        *,
+        name: str,
+        member: str,
+        currency: str,
+        net_tier1_capital_minor: int,
+        total_loans_minor: int,
+        agreement: Agreement,
+        joint_loans_elsewhere_minor: int = 0,
+        bank_account_token: str = "",
+        partner_id: str | None = None,
+    ) -> dict[str, Any]:
+        agreement.check()
+        Currency.of(currency)
+        if net_tier1_capital_minor < 0 or total_loans_minor < 0 or joint_loans_elsewhere_minor < 0:
+            raise InvalidAgreement("capital and loan figures must not be negative", field="net_tier1_capital_minor")
+        pid = partner_id or new_id("bank")
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                t.partners.insert().values(
+                    id=pid,
+                    name=name,
+                    member=member,
+                    currency=currency,
+                    net_tier1_capital_minor=net_tier1_capital_minor,
+                    total_loans_minor=total_loans_minor,
+                    joint_loans_elsewhere_minor=joint_loans_elsewhere_minor,
+                    bank_account_token=bank_account_token or f"bank-{pid}",
+                    products=list(agreement.products),
+                    share_min_bps=agreement.share_min_bps,
+                    share_max_bps=agreement.share_max_bps,
+                    exposure_cap_minor=agreement.exposure_cap_minor,
+                    score_floor=agreement.score_floor,
+                    term_months_max=agreement.term_months_max,
+                    bank_rate_micro=int(agreement.bank_rate * 1_000_000),
+                    fees_to=agreement.fees_to,
+                    penalty_to=agreement.penalty_to,
+                    created_at=self.clock.now(),
+                )
+            )
+
+        self.db.run(work)
+        for purpose in ("due_to_partner", "participations"):
+            self._account(f"colending:{pid}:{purpose}", currency, "liability")
+        self.house_accounts(currency)
+        return self.get_partner(pid)
+
+    def partner_for_member(self, member: str) -> str | None:
+        return self.db.run(
+            lambda conn: conn.execute(
+                sa.select(t.partners.c.id).where(t.partners.c.member == member)
+            ).scalar_one_or_none(),
+            readonly=True,
+        )
+
+    def get_partner(self, partner_id: str) -> dict[str, Any]:
+        row = self.db.run(
+            lambda conn: conn.execute(sa.select(t.partners).where(t.partners.c.id == partner_id)).one_or_none(),
+            readonly=True,
+        )
+        if row is None:
+            raise PartnerNotFound(f"no partner bank {partner_id}", field="partner_id")
+        c = row.currency
+        return {
+            "partner_id": row.id,
+            "name": row.name,
+            "currency": c,
+            "net_tier1_capital": {"amount_minor": row.net_tier1_capital_minor, "currency": c},
+            "total_loans": {"amount_minor": row.total_loans_minor, "currency": c},
+            "outstanding": {"amount_minor": row.outstanding_minor, "currency": c},
+            "agreement": {
+                "products": list(row.products),
+                "share_min_bps": row.share_min_bps,
+                "share_max_bps": row.share_max_bps,
+                "exposure_cap": {"amount_minor": row.exposure_cap_minor, "currency": c},
+                "score_floor": row.score_floor,
+                "term_months_max": row.term_months_max,
+                "bank_rate": str(Decimal(row.bank_rate_micro) / 1_000_000),
+                "fees_to": row.fees_to,
+                "penalty_to": row.penalty_to,
+            },
+        }
+
+    def list_partners(self) -> list[dict[str, Any]]:
+        ids = self.db.run(
+            lambda conn: list(conn.execute(sa.select(t.partners.c.id).order_by(t.partners.c.id)).scalars()),
+            readonly=True,
+        )
+        return [self.get_partner(pid) for pid in ids]
+
+    # ------------------------------------------------------------ ledger accounts
+
+    def _account(self, code: str, currency: str, type_: str) -> int:
+        cached = self._ledger_accounts.get(code)
+        if cached is not None:
+            return cached
+        found = self.ledger.find_account(code)
+        if found is None:
+            try:
+                found = self.ledger.open_account(
+                    member=LEDGER_MEMBER, code=code, currency=currency, type=type_, uses_deltas=True
+                )
+            except CreditstackError:
+                found = self.ledger.find_account(code)
+                if found is None:
+                    raise
+        self._ledger_accounts[code] = found.id
+        return found.id
+
+    def house_accounts(self, currency: str) -> dict[str, int]:
+        """The platform's co-lending accounts of a currency (opened on first use)."""
+        self.payments.ensure_house_accounts(currency)
+        return {
+            "interest_to_partners": self._account(f"colending:interest_to_partners:{currency}", currency, "expense"),
+            "fees_to_partners": self._account(f"colending:fees_to_partners:{currency}", currency, "expense"),
+            "recoveries_to_partners": self._account(
+                f"colending:recoveries_to_partners:{currency}", currency, "expense"
+            ),
+            "losses_borne_by_partners": self._account(
+                f"colending:losses_borne_by_partners:{currency}", currency, "income"
+            ),
+        }
+
+    # ------------------------------------------------------------ funding
+
+    def _allocate(self, conn: Connection, request: FundingRequest) -> tuple[FundingShare, ...]:
+        bd = request.business_date or business_dates.current(conn, PLATFORM_CORE, SERVICE)
+        rules = in_force(self.rule_sets, bd)
+        currency = Currency.of(request.currency)
+        principal = request.principal_minor
+        p = t.partners.c
+        query = sa.select(t.partners).where(p.active == 1, p.currency == request.currency).order_by(p.id)
+        if self.db.is_postgres:
+            query = query.with_for_update()
+        partners = conn.execute(query).all()
+        platform_min = platform_share_min(Money(principal, currency), rules).amount_minor
+        platform_max = share_floor(principal, self.platform_share_max_bps)
+        banks: list[BankCapacity] = []
+        rates: dict[str, int] = {}
+        for row in partners:
+            if request.product_code not in row.products or request.score < row.score_floor:
+                continue
+            if request.kind == "loan" and (request.term_months or 0) > row.term_months_max:
+                continue
+            tier1, joint = _regulatory_headroom(row, rules, currency)
+            banks.append(
+                BankCapacity(
+                    partner_id=row.id,
+                    share_max_minor=share_floor(principal, row.share_max_bps),
+                    share_min_minor=share_ceil(principal, row.share_min_bps),
+                    exposure_headroom_minor=row.exposure_cap_minor - row.outstanding_minor,
+                    tier1_headroom_minor=tier1,
+                    joint_headroom_minor=joint,
+                )
+            )
+            rates[row.id] = row.bank_rate_micro
+        shares = split_funding(principal, platform_min_minor=platform_min, platform_max_minor=platform_max, banks=banks)
+        # the rules in force, checked on the result (the split is built to pass them; this proves it)
+        checks = check_colending_split(LoanSplit(Money(principal, currency), Money(shares[PLATFORM], currency)), rules)
+        by_id = {row.id: row for row in partners}
+        for partner_id, share in shares.items():
+            if partner_id == PLATFORM:
+                continue
+            row = by_id[partner_id]
+            checks += check_partner_limits(_position(row, currency, row.outstanding_minor + share), rules)
+        failed = failures(checks)
+        if failed:
+            raise FundingNotPossible(
+                "; ".join(f"{c.rule_id}: {c.reason}" for c in failed), rule_ids=[c.rule_id for c in failed]
+            )
+        weights = interest_weights(shares, request.rate_micro, rates)
+        conn.execute(
+            t.participations.insert(),
+            [
+                {
+                    "account_ref": request.account_ref,
+                    "participant": name,
+                    "product_code": request.product_code,
+                    "currency": request.currency,
+                    "kind": request.kind,
+                    "weight_minor": share,
+                    "interest_weight": weights[name],
+                    "outstanding_minor": 0,
+                    "opened_on": bd,
+                }
+                for name, share in sorted(shares.items())
+            ],
+        )
+        for partner_id, share in shares.items():
+            if partner_id != PLATFORM and share:
+                conn.execute(
+                    sa.update(t.partners)
+                    .where(p.id == partner_id)
+                    .values(outstanding_minor=p.outstanding_minor + share)
+                )
+        return tuple(FundingShare(name, share) for name, share in sorted(shares.items()))
+
+    # ------------------------------------------------------------ sharing the cash flows
+
+    def process_events(self, *, limit: int = EVENTS_PAGE) -> int:
+        """Share the cash flows of lending's events not yet processed; returns how many events were read."""
+
+        def work(conn: Connection) -> int:
+            position = outbox.consumer_position(conn, PLATFORM_CORE, CONSUMER, lock=True)
+            stored = outbox.read_after(conn, PLATFORM_CORE, position, limit=limit)
+            if not stored:
+                return 0
+            refs = {e.aggregate_id for e in stored if e.topic.startswith("lending.")}
+            book = _Book.load(conn, refs) if refs else _Book({}, {}, {})
+            rows: list[dict[str, Any]] = []
+            for event in stored:
+                if event.topic.startswith("lending."):
+                    rows += book.apply(event)
+            book.save(conn)
+            if rows:
+                conn.execute(t.movements.insert(), rows)
+            outbox.advance_consumer(conn, PLATFORM_CORE, CONSUMER, stored[-1].position, self.clock.now())
+            return len(stored)
+
+        return int(self.db.run(work))
+
+    def process_all(self) -> int:
+        total = 0
+        while True:
+            read = self.process_events()
+            total += read
+            if read == 0:
+                return total
+
+    # ------------------------------------------------------------ settlement
+
+    def settle(self, business_date: date | None = None) -> list[dict[str, Any]]:
+        """Net each partner's unsettled movements up to `business_date` (default: the day before the
+        current business date) into one ledger entry and one rail payment; returns the statements."""
+        self.process_all()
+        day = business_date or self.ledger.business_date() - timedelta(days=1)
+        statements = []
+        for partner in self.list_partners():
+            statement = self._settle_partner(partner["partner_id"], partner["currency"], day)
+            if statement is not None:
+                statements.append(statement)
+        return statements
+
+    def _settle_partner(self, partner_id: str, currency: str, day: date) -> dict[str, Any] | None:
+        house = self.house_accounts(currency)
+        due = self._account(f"colending:{partner_id}:due_to_partner", currency, "liability")
+        participations = self._account(f"colending:{partner_id}:participations", currency, "liability")
+        settlement_account = self.payments.house_account("settlement", currency)
+        m = t.movements.c
+
+        def work(conn: Connection) -> dict[str, Any] | None:
+            s = t.settlements.c
+            if conn.execute(sa.select(s.id).where(s.partner_id == partner_id, s.business_date == day)).first():
+                raise SettlementExists(f"{partner_id} is settled for {day}")
+            totals = dict(
+                conn.execute(
+                    sa.select(m.component, sa.func.sum(m.amount_minor))
+                    .where(m.partner_id == partner_id, m.settlement_id.is_(None), m.business_date <= day)
+                    .group_by(m.component)
+                ).all()
+            )
+            lines = {c: int(totals.get(c, 0) or 0) for c in COMPONENTS}
+            if not any(lines.values()):
+                return None
+            net = sum(lines[c] for c in CASH_COMPONENTS)
+            settlement_id = new_id("stl")
+            legs: list[tuple[int, Side, int]] = [
+                # funding calls: the bank's stake grows, and it owes us the cash
+                (due, Side.DEBIT, -lines["funding"]),
+                (participations, Side.CREDIT, -lines["funding"]),
+                # principal repaid and losses: the bank's stake shrinks
+                (participations, Side.DEBIT, lines["principal"] + lines["loss"]),
+                (due, Side.CREDIT, lines["principal"]),
+                (house["losses_borne_by_partners"], Side.CREDIT, lines["loss"]),
+                (house["interest_to_partners"], Side.DEBIT, lines["interest"]),
+                (house["fees_to_partners"], Side.DEBIT, lines["fees"] + lines["penalty"]),
+                (house["recoveries_to_partners"], Side.DEBIT, lines["recovery"]),
+                (due, Side.CREDIT, lines["interest"] + lines["fees"] + lines["penalty"] + lines["recovery"]),
+                # the cash, through the custodian bank: we pay a positive net, the bank pays a negative one
+                (due, Side.DEBIT, net) if net > 0 else (due, Side.CREDIT, -net),
+                (settlement_account, Side.CREDIT, net) if net > 0 else (settlement_account, Side.DEBIT, -net),
+            ]
+            postings = _net_postings(legs, currency)
+            entry_seq = None
+            if postings:
+                result = self.ledger.post_in_transaction(
+                    conn,
+                    [
+                        PostEntry(
+                            LEDGER_MEMBER,
+                            f"colending:settlement:{partner_id}:{day.isoformat()}",
+                            postings,
+                            f"co-lending settlement {partner_id} {day.isoformat()}",
+                        )
+                    ],
+                )
+                if not result[0].ok:
+                    raise CreditstackError(f"the ledger refused the settlement: {result[0].error_code}")
+                entry_seq = result[0].entry_seq
+            end_to_end = f"CL{settlement_id}"[:35]
+            conn.execute(
+                t.settlements.insert().values(
+                    id=settlement_id,
+                    partner_id=partner_id,
+                    business_date=day,
+                    currency=currency,
+                    lines=lines,
+                    net_minor=net,
+                    status="submitted" if net else "settled",
+                    end_to_end_id=end_to_end if net else None,
+                    entry_seq=entry_seq,
+                    created_at=self.clock.now(),
+                )
+            )
+            conn.execute(
+                sa.update(t.movements)
+                .where(m.partner_id == partner_id, m.settlement_id.is_(None), m.business_date <= day)
+                .values(settlement_id=settlement_id)
+            )
+            return {"settlement_id": settlement_id, "end_to_end_id": end_to_end, "net": net}
+
+        made = self.db.run(work)
+        if made is None:
+            return None
+        if made["net"]:
+            token = self.db.run(
+                lambda conn: conn.execute(
+                    sa.select(t.partners.c.bank_account_token).where(t.partners.c.id == partner_id)
+                ).scalar_one(),
+                readonly=True,
+            )
+            outcome = self.payments.rail.submit(
+                RailInstruction(
+                    end_to_end_id=made["end_to_end_id"],
+                    direction="pay_out" if made["net"] > 0 else "collect",
+                    amount_minor=abs(made["net"]),
+                    currency=currency,
+                    account_reference=token,
+                )
+            )
+            self.db.run(
+                lambda conn: conn.execute(
+                    sa.update(t.settlements)
+                    .where(t.settlements.c.id == made["settlement_id"])
+                    .values(status=RailOutcome(outcome).value)
+                )
+            )
+        return self.statement(partner_id, day)
+
+    # ------------------------------------------------------------ statements and the partner's view
+
+    def statement(self, partner_id: str, day: date) -> dict[str, Any]:
+        def work(conn: Connection) -> dict[str, Any]:
+            s = t.settlements.c
+            row = conn.execute(
+                sa.select(t.settlements).where(s.partner_id == partner_id, s.business_date == day)
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"no settlement for {partner_id} on {day}")
+            m = t.movements.c
+            per_account = conn.execute(
+                sa.select(m.account_ref, m.component, sa.func.sum(m.amount_minor))
+                .where(m.settlement_id == row.id)
+                .group_by(m.account_ref, m.component)
+                .order_by(m.account_ref, m.component)
+            ).all()
+            c = row.currency
+            return {
+                "partner_id": partner_id,
+                "business_date": day.isoformat(),
+                "settlement_id": row.id,
+                "status": row.status,
+                "end_to_end_id": row.end_to_end_id,
+                "ledger_entry_seq": row.entry_seq,
+                "lines": {k: {"amount_minor": int(v), "currency": c} for k, v in row.lines.items()},
+                "net": {"amount_minor": row.net_minor, "currency": c},
+                "direction": "platform_pays_bank"
+                if row.net_minor > 0
+                else ("bank_pays_platform" if row.net_minor < 0 else "nothing"),
+                "accounts": [
+                    {"account_id": ref, "component": component, "amount_minor": int(amount)}
+                    for ref, component, amount in per_account
+                ],
+            }
+
+        return self.db.run(work, readonly=True)
+
+    def statements(self, partner_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        s = t.settlements.c
+        days = self.db.run(
+            lambda conn: list(
+                conn.execute(
+                    sa.select(s.business_date)
+                    .where(s.partner_id == partner_id)
+                    .order_by(s.business_date.desc())
+                    .limit(min(limit, 500))
+                ).scalars()
+            ),
+            readonly=True,
+        )
+        return [self.statement(partner_id, day) for day in days]
+
+    def statement_csv(self, partner_id: str, day: date) -> str:
+        statement = self.statement(partner_id, day)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["partner_id", "business_date", "account_id", "component", "amount_minor", "currency"])
+        currency = statement["net"]["currency"]
+        for line in statement["accounts"]:
+            writer.writerow(
+                [
+                    partner_id,
+                    statement["business_date"],
+                    line["account_id"],
+                    line["component"],
+                    line["amount_minor"],
+                    currency,
+                ]
+            )
+        for component, amount in statement["lines"].items():
+            writer.writerow(
+                [partner_id, statement["business_date"], "TOTAL", component, amount["amount_minor"], currency]
+            )
+        writer.writerow(
+            [partner_id, statement["business_date"], "NET", "net", statement["net"]["amount_minor"], currency]
+        )
+        return out.getvalue()
+
+    def reconcile(self) -> dict[str, Any]:
+        """Per partner, subledger against ledger to the unit: the `participations` account plus the stake
+        changes not yet settled equals the partner's outstanding principal in the participations, and
+        `due_to_partner` is zero (each settlement entry clears what it nets)."""
+        report: dict[str, Any] = {"partners": [], "clean": True}
+        for partner in self.list_partners():
+            pid, currency = partner["partner_id"], partner["currency"]
+            outstanding, unsettled = self.db.run(partial(_stake_totals, partner_id=pid), readonly=True)
+            participations = self.ledger.get_account(
+                self._account(f"colending:{pid}:participations", currency, "liability")
+            ).balance_minor
+            due = self.ledger.get_account(
+                self._account(f"colending:{pid}:due_to_partner", currency, "liability")
+            ).balance_minor
+            difference = participations + unsettled - outstanding
+            report["partners"].append(
+                {
+                    "partner_id": pid,
+                    "outstanding_subledger_minor": outstanding,
+                    "participations_ledger_minor": participations,
+                    "unsettled_stake_change_minor": unsettled,
+                    "due_to_partner_ledger_minor": due,
+                    "difference_minor": difference,
+                }
+            )
+            if difference or due:
+                report["clean"] = False
+        return report
+
+    def portfolio(self, partner_id: str, snapshots: Iterable[Any]) -> dict[str, Any]:
+        """The partner's view: its participations, by delinquency bucket from lending's month-end snapshots
+        (passed in), losses, interest earned and its exposure against its limits."""
+        partner = self.get_partner(partner_id)
+
+        def work(conn: Connection) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+            pa = t.participations.c
+            shares = {
+                row.account_ref: (int(row.weight_minor), int(row.outstanding_minor))
+                for row in conn.execute(sa.select(t.participations).where(pa.participant == partner_id))
+            }
+            m = t.movements.c
+            totals = dict(
+                conn.execute(
+                    sa.select(m.component, sa.func.sum(m.amount_minor))
+                    .where(m.partner_id == partner_id)
+                    .group_by(m.component)
+                ).all()
+            )
+            return shares, {k: int(v or 0) for k, v in totals.items()}
+
+        shares, totals = self.db.run(work, readonly=True)
+        buckets: dict[int, int] = defaultdict(int)
+        for snap in snapshots:
+            if snap["account_id"] in shares:
+                buckets[int(snap["bucket"])] += shares[snap["account_id"]][1]
+        outstanding = sum(o for _, o in shares.values())
+        c = partner["currency"]
+        return {
+            "partner_id": partner_id,
+            "loans": len(shares),
+            "outstanding": {"amount_minor": outstanding, "currency": c},
+            "funded": {"amount_minor": -totals.get("funding", 0), "currency": c},
+            "principal_repaid": {"amount_minor": totals.get("principal", 0), "currency": c},
+            "interest_earned": {"amount_minor": totals.get("interest", 0), "currency": c},
+            "fees_earned": {"amount_minor": totals.get("fees", 0) + totals.get("penalty", 0), "currency": c},
+            "losses": {"amount_minor": totals.get("loss", 0), "currency": c},
+            "recoveries": {"amount_minor": totals.get("recovery", 0), "currency": c},
+            "buckets": {str(k): {"amount_minor": v, "currency": c} for k, v in sorted(buckets.items())},
+            "exposure": partner["outstanding"],
+            "limits": {
+                "agreement_exposure_cap": partner["agreement"]["exposure_cap"],
+                "tier1_capital_25pct": {
+                    "amount_minor": partner["net_tier1_capital"]["amount_minor"] // 4,
+                    "currency": c,
+                },
+            },
+        }
+
+
+class ColendingAllocator:
+    """Lending's `FundingAllocator`, implemented by co-lending."""
+
+    def __init__(self, service: ColendingService) -> None:
+        self.service = service
+
+    def allocate(self, transaction: Any, request: FundingRequest) -> tuple[FundingShare, ...]:
+        return self.service._allocate(transaction, request)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _stake_totals(conn: Connection, partner_id: str) -> tuple[int, int]:
+    """(outstanding principal over the partner's participations, the change to its stake not yet settled:
+    funding raises it, principal repaid and losses lower it)."""
+    pa, m = t.participations.c, t.movements.c
+    outstanding = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(pa.outstanding_minor), 0)).where(pa.participant == partner_id)
+    ).scalar_one()
+    rows = conn.execute(
+        sa.select(m.component, sa.func.sum(m.amount_minor))
+        .where(m.partner_id == partner_id, m.settlement_id.is_(None))
+        .group_by(m.component)
+    ).all()
+    by = {c: int(v or 0) for c, v in rows}
+    unsettled = -by.get("funding", 0) - by.get("principal", 0) - by.get("loss", 0)
+    return int(outstanding), unsettled
+
+
+def _position(row: Any, currency: Currency, with_us_minor: int) -> PartnerBankPosition:
+    return PartnerBankPosition(
+        bank_id=row.id,
+        joint_loans_with_partner=Money(with_us_minor, currency),
+        net_tier1_capital=Money(row.net_tier1_capital_minor, currency),
+        joint_loans_total=Money(with_us_minor + row.joint_loans_elsewhere_minor, currency),
+        total_loans=Money(row.total_loans_minor, currency),
+    )
+
+
+def _regulatory_headroom(row: Any, rules: Iterable[Any], currency: Currency) -> tuple[int | None, int | None]:
+    """How much more the bank may take under the partner-bank ratio rules in force (rounded down)."""
+    tier1: int | None = None
+    joint: int | None = None
+    for rule in rules:
+        if rule.scope != "partner_bank" or rule.kind != "ratio_max":
+            continue
+        limit = rule.decimal("limit")
+        numerator = rule.text("numerator")
+        denominator = rule.text("denominator")
+        figures = {
+            "net_tier1_capital": row.net_tier1_capital_minor,
+            "total_loans": row.total_loans_minor,
+        }
+        base = figures.get(denominator)
+        if base is None:
+            continue
+        allowed = int(Decimal(base) * limit)  # rounded down
+        if numerator == "joint_loans_with_partner":
+            headroom = allowed - row.outstanding_minor
+            tier1 = headroom if tier1 is None else min(tier1, headroom)
+        elif numerator == "joint_loans_total":
+            headroom = allowed - row.outstanding_minor - row.joint_loans_elsewhere_minor
+            joint = headroom if joint is None else min(joint, headroom)
+    return tier1, joint
+
+
+def _net_postings(legs: list[tuple[int, Side, int]], currency: str) -> tuple[PostingSpec, ...]:
+    net: dict[int, int] = defaultdict(int)
+    for account, side, amount in legs:
+        net[account] += amount if side is Side.DEBIT else -amount
+    out = []
+    for account, amount in sorted(net.items()):
+        if amount > 0:
+            out.append(PostingSpec(account, Side.DEBIT, amount, currency))
+        elif amount < 0:
+            out.append(PostingSpec(account, Side.CREDIT, -amount, currency))
+    return tuple(out)
+
+
+class _Book:
+    """The participations, running totals and allocations of the accounts a batch of events touches."""
+
+    def __init__(
+        self,
+        participants: dict[str, dict[str, tuple[int, int, int]]],
+        totals: dict[tuple[str, str], int],
+        allocated: dict[tuple[str, str, str], int],
+    ) -> None:
+        self.participants = participants  # ref -> participant -> (weight, interest weight, outstanding)
+        self.totals = totals
+        self.allocated = allocated
+        self.fees_to: dict[str, tuple[str, str]] = {}
+        self.dirty_totals: set[tuple[str, str]] = set()
+        self.dirty_allocated: set[tuple[str, str, str]] = set()
+        self.dirty_outstanding: set[tuple[str, str]] = set()
+        self.outstanding_delta: dict[str, int] = defaultdict(int)  # partner -> change of its exposure
+        self.kinds: dict[str, str] = {}
+
+    @classmethod
+    def load(cls, conn: Connection, refs: set[str]) -> _Book:
+        pa, to, al = t.participations.c, t.totals.c, t.allocated.c
+        ref_list = sorted(refs)
+        participants: dict[str, dict[str, tuple[int, int, int]]] = defaultdict(dict)
+        totals: dict[tuple[str, str], int] = {}
+        allocated: dict[tuple[str, str, str], int] = {}
+        kinds: dict[str, str] = {}
+        for start in range(0, len(ref_list), 1_000):
+            chunk = ref_list[start : start + 1_000]
+            for row in conn.execute(sa.select(t.participations).where(pa.account_ref.in_(chunk))):
+                kinds[row.account_ref] = row.kind
+                participants[row.account_ref][row.participant] = (
+                    int(row.weight_minor),
+                    int(row.interest_weight),
+                    int(row.outstanding_minor),
+                )
+            for row in conn.execute(sa.select(t.totals).where(to.account_ref.in_(chunk))):
+                totals[(row.account_ref, row.component)] = int(row.total_minor)
+            for row in conn.execute(sa.select(t.allocated).where(al.account_ref.in_(chunk))):
+                allocated[(row.account_ref, row.participant, row.component)] = int(row.allocated_minor)
+        book = cls(dict(participants), totals, allocated)
+        book.kinds = kinds
+        partners = {p for parts in book.participants.values() for p in parts if p != PLATFORM}
+        if partners:
+            for row in conn.execute(
+                sa.select(t.partners.c.id, t.partners.c.fees_to, t.partners.c.penalty_to).where(
+                    t.partners.c.id.in_(sorted(partners))
+                )
+            ):
+                book.fees_to[row.id] = (row.fees_to, row.penalty_to)
+        return book
+
+    def _weights(self, ref: str, component: str) -> dict[str, int]:
+        parts = self.participants[ref]
+        if component == "interest":
+            return {p: w[1] for p, w in parts.items()}
+        if component in ("fees", "penalty"):
+            index = 0 if component == "fees" else 1
+            weights = {}
+            platform = 0
+            for p, w in parts.items():
+                if p == PLATFORM or self.fees_to.get(p, ("pro_rata", "pro_rata"))[index] == "pro_rata":
+                    weights[p] = w[0]
+                else:
+                    weights[p] = 0
+                    platform += w[0]
+            weights[PLATFORM] = weights.get(PLATFORM, 0) + platform
+            return weights
+        return {p: w[0] for p, w in parts.items()}
+
+    def _share(self, ref: str, component: str, amount: int) -> dict[str, int]:
+        key = (ref, component)
+        total = self.totals.get(key, 0) + amount
+        weights = self._weights(ref, component)
+        if sum(weights.values()) == 0:
+            return {}
+        allocated = {p: self.allocated.get((ref, p, component), 0) for p in weights}
+        increments = cumulative_split(total, weights, allocated)
+        self.totals[key] = total
+        self.dirty_totals.add(key)
+        for p, inc in increments.items():
+            self.allocated[(ref, p, component)] = allocated[p] + inc
+            self.dirty_allocated.add((ref, p, component))
+        return increments
+
+    def _stake(self, ref: str, participant: str, delta: int) -> None:
+        weight, interest, outstanding = self.participants[ref][participant]
+        self.participants[ref][participant] = (weight, interest, outstanding + delta)
+        self.dirty_outstanding.add((ref, participant))
+
+    def apply(self, event: outbox.StoredEvent) -> list[dict[str, Any]]:
+        ref = event.aggregate_id
+        if ref not in self.participants or set(self.participants[ref]) == {PLATFORM}:
+            return []  # an account the platform funds alone (or an application event): nothing to share
+        payload = event.payload
+        topic = event.topic.removeprefix("lending.")
+        flows: list[tuple[str, int, int]] = []  # (component, amount, stake sign)
+        if topic == "loan_disbursed":
+            flows.append(("funding", int(payload["principal_minor"]), +1))
+        elif topic == "line_drawn":
+            flows.append(("funding", int(payload.get("principal_minor", payload["amount_minor"])), +1))
+        elif topic == "repayment_received":
+            flows += [
+                ("principal", int(payload.get("principal_minor", 0)), -1),
+                ("interest", int(payload.get("interest_minor", 0)), 0),
+                ("fees", int(payload.get("fees_minor", 0)), 0),
+                ("penalty", int(payload.get("penalty_minor", 0)), 0),
+            ]
+        elif topic == "line_refunded":
+            flows.append(("principal", int(payload.get("principal_minor", 0)), -1))
+        elif topic == "charged_off":
+            flows.append(("loss", int(payload.get("principal_minor", 0)), -1))
+        elif topic == "recovered":
+            flows.append(("recovery", int(payload.get("amount_minor", 0)), 0))
+        rows = []
+        for component, amount, stake in flows:
+            if amount == 0:
+                continue
+            for participant, increment in self._share(ref, component, amount).items():
+                if stake:
+                    self._stake(ref, participant, stake * increment)
+                if participant == PLATFORM or increment == 0:
+                    continue
+                if stake < 0 and self.kinds.get(ref) == "loan":  # a line's commitment is its limit share
+                    self.outstanding_delta[participant] += stake * increment
+                rows.append(
+                    {
+                        "partner_id": participant,
+                        "business_date": event.business_date,
+                        "account_ref": ref,
+                        "component": component,
+                        # funding is what the bank owes us (negative); the rest we owe the bank, losses aside
+                        "amount_minor": -increment if component == "funding" else increment,
+                        "event_position": event.position,
+                    }
+                )
+        return rows
+
+    def save(self, conn: Connection) -> None:
+        to, al, pa = t.totals.c, t.allocated.c, t.participations.c
+        for ref, component in sorted(self.dirty_totals):
+            value = self.totals[(ref, component)]
+            updated = conn.execute(
+                sa.update(t.totals).where(to.account_ref == ref, to.component == component).values(total_minor=value)
+            ).rowcount
+            if not updated:
+                conn.execute(t.totals.insert().values(account_ref=ref, component=component, total_minor=value))
+        for ref, participant, component in sorted(self.dirty_allocated):
+            value = self.allocated[(ref, participant, component)]
+            updated = conn.execute(
+                sa.update(t.allocated)
+                .where(al.account_ref == ref, al.participant == participant, al.component == component)
+                .values(allocated_minor=value)
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    t.allocated.insert().values(
+                        account_ref=ref, participant=participant, component=component, allocated_minor=value
+                    )
+                )
+        for partner_id, delta in sorted(self.outstanding_delta.items()):
+            if delta:
+                conn.execute(
+                    sa.update(t.partners)
+                    .where(t.partners.c.id == partner_id)
+                    .values(outstanding_minor=t.partners.c.outstanding_minor + delta)
+                )
+        for ref, participant in sorted(self.dirty_outstanding):
+            conn.execute(
+                sa.update(t.participations)
+                .where(pa.account_ref == ref, pa.participant == participant)
+                .values(outstanding_minor=self.participants[ref][participant][2])
+            )
