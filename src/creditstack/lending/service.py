@@ -10,7 +10,7 @@ reached yet up to date with the same rules (`_catch_up`) before they change it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -990,6 +990,39 @@ class LendingService:
             if customer_id is not None:
                 query = query.where(a.customer_id == customer_id)
             return [self._account_json(conn, row, with_rows=False) for row in conn.execute(query).all()]
+
+        return self.db.run(work, readonly=True)
+
+    def account_months(self, account_refs: Sequence[str], month_end: date | None = None) -> list[dict[str, Any]]:
+        """Month-end snapshots of the given accounts (default: the latest month end written): balance, past
+        due, days past due, bucket, status — what co-lending's partner view and reports read."""
+        m = t.snapshots.c
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            month = month_end or conn.execute(sa.select(sa.func.max(m.month_end))).scalar_one_or_none()
+            if month is None:
+                return []
+            out: list[dict[str, Any]] = []
+            refs = list(account_refs)
+            for start in range(0, len(refs), 1_000):
+                rows = conn.execute(
+                    sa.select(t.snapshots).where(m.month_end == month, m.ref.in_(refs[start : start + 1_000]))
+                ).all()
+                out += [
+                    {
+                        "month_end": _iso(r.month_end),
+                        "account_id": r.ref,
+                        "product_code": r.product_code,
+                        "balance_minor": int(r.balance_minor),
+                        "principal_minor": int(r.principal_minor),
+                        "past_due_minor": int(r.past_due_minor),
+                        "dpd": int(r.dpd),
+                        "bucket": int(r.bucket),
+                        "status": r.status,
+                    }
+                    for r in rows
+                ]
+            return out
 
         return self.db.run(work, readonly=True)
 
