@@ -596,6 +596,18 @@ class ColendingService:
                 report["clean"] = False
         return report
 
+    def participation_refs(self, partner_id: str) -> list[str]:
+        """The loans and lines the partner takes part in (their account ids)."""
+        pa = t.participations.c
+        return self.db.run(
+            lambda conn: list(
+                conn.execute(
+                    sa.select(pa.account_ref).where(pa.participant == partner_id).order_by(pa.account_ref)
+                ).scalars()
+            ),
+            readonly=True,
+        )
+
     def portfolio(self, partner_id: str, snapshots: Iterable[Any]) -> dict[str, Any]:
         """The partner's view: its participations, by delinquency bucket from lending's month-end snapshots
         (passed in), losses, interest earned and its exposure against its limits."""
