@@ -877,27 +877,25 @@ class _Book:
         return rows
 
     def save(self, conn: Connection) -> None:
-        to, al, pa = t.totals.c, t.allocated.c, t.participations.c
-        for ref, component in sorted(self.dirty_totals):
-            value = self.totals[(ref, component)]
-            updated = conn.execute(
-                sa.update(t.totals).where(to.account_ref == ref, to.component == component).values(total_minor=value)
-            ).rowcount
-            if not updated:
-                conn.execute(t.totals.insert().values(account_ref=ref, component=component, total_minor=value))
-        for ref, participant, component in sorted(self.dirty_allocated):
-            value = self.allocated[(ref, participant, component)]
-            updated = conn.execute(
-                sa.update(t.allocated)
-                .where(al.account_ref == ref, al.participant == participant, al.component == component)
-                .values(allocated_minor=value)
-            ).rowcount
-            if not updated:
-                conn.execute(
-                    t.allocated.insert().values(
-                        account_ref=ref, participant=participant, component=component, allocated_minor=value
-                    )
-                )
+        """Write back what the batch changed: one multi-row statement per table (upserts), not a round trip
+        per row."""
+        if self.dirty_totals:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO colending_totals (account_ref, component, total_minor) VALUES (:r, :c, :v) "
+                    "ON CONFLICT (account_ref, component) DO UPDATE SET total_minor = excluded.total_minor"
+                ),
+                [{"r": r, "c": c, "v": self.totals[(r, c)]} for r, c in sorted(self.dirty_totals)],
+            )
+        if self.dirty_allocated:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO colending_allocated (account_ref, participant, component, allocated_minor) "
+                    "VALUES (:r, :p, :c, :v) ON CONFLICT (account_ref, participant, component) "
+                    "DO UPDATE SET allocated_minor = excluded.allocated_minor"
+                ),
+                [{"r": r, "p": p, "c": c, "v": self.allocated[(r, p, c)]} for r, p, c in sorted(self.dirty_allocated)],
+            )
         for partner_id, delta in sorted(self.outstanding_delta.items()):
             if delta:
                 conn.execute(
@@ -905,9 +903,11 @@ class _Book:
                     .where(t.partners.c.id == partner_id)
                     .values(outstanding_minor=t.partners.c.outstanding_minor + delta)
                 )
-        for ref, participant in sorted(self.dirty_outstanding):
+        if self.dirty_outstanding:
             conn.execute(
-                sa.update(t.participations)
-                .where(pa.account_ref == ref, pa.participant == participant)
-                .values(outstanding_minor=self.participants[ref][participant][2])
+                sa.text(
+                    "UPDATE colending_participations SET outstanding_minor = :v "
+                    "WHERE account_ref = :r AND participant = :p"
+                ),
+                [{"r": r, "p": p, "v": self.participants[r][p][2]} for r, p in sorted(self.dirty_outstanding)],
             )
