@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,3 +96,36 @@ def store(
             created_at=now,
         )
     )
+
+
+def once(
+    conn: Connection,
+    tables: CoreTables,
+    *,
+    member: str,
+    key: str,
+    operation: str,
+    request_hash_value: str,
+    work: Callable[[], tuple[int, dict[str, Any]]],
+    now: Any,
+) -> tuple[int, dict[str, Any], bool]:
+    """Run `work` once per (member, key) inside the caller's transaction: replay the stored outcome of an
+    earlier request (refusing the key with another request), or run it and store its outcome.
+    Returns (status code, body, replayed)."""
+    stored = lookup(conn, tables, member, key)
+    if stored is not None:
+        stored.replay(request_hash_value, key)
+        return stored.status_code, stored.outcome, True
+    status_code, body = work()
+    store(
+        conn,
+        tables,
+        member=member,
+        key=key,
+        request_hash_value=request_hash_value,
+        operation=operation,
+        status_code=status_code,
+        outcome=body,
+        now=now,
+    )
+    return status_code, body, False

@@ -232,6 +232,31 @@ class LedgerService:
         account_id = self.db.run(work)
         return self.get_account(account_id)
 
+    def ensure_account(
+        self,
+        *,
+        member: str,
+        code: str,
+        currency: str,
+        type: AccountType | str,
+        uses_deltas: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> AccountView:
+        """The account with `code`, opened if missing (a house account other contexts open on first use; two
+        processes opening it at once both get the one that won). Call outside a transaction."""
+        found = self.find_account(code)
+        if found is not None:
+            return found
+        try:
+            return self.open_account(
+                member=member, code=code, currency=currency, type=type, uses_deltas=uses_deltas, metadata=metadata
+            )
+        except errors.AccountCodeTaken:
+            found = self.find_account(code)
+            if found is None:  # pragma: no cover - taken but not found: only a concurrent delete could do it
+                raise
+            return found
+
     def get_account(self, account_id: int) -> AccountView:
         def work(conn: Connection) -> AccountView:
             row = repo.account_row(conn, account_id)

@@ -25,7 +25,6 @@ from creditstack.core import business_date as business_dates
 from creditstack.core import idempotency
 from creditstack.core.clock import Clock
 from creditstack.core.db import Database
-from creditstack.core.errors import CreditstackError
 from creditstack.core.events import DomainEvent, flush_events
 from creditstack.core.ids import new_id
 from creditstack.core.money import Currency, Money, allocate
@@ -177,22 +176,14 @@ class LendingService:
         ids: dict[str, int] = {}
         for purpose, account_type in gl.CHART.items():
             code = gl.account_code(product_code, purpose)
-            found = self.ledger.find_account(code)
-            if found is None:
-                try:
-                    found = self.ledger.open_account(
-                        member=gl.LEDGER_MEMBER,
-                        code=code,
-                        currency=product.currency,
-                        type=account_type,
-                        uses_deltas=True,
-                        metadata={"product": product_code, "purpose": purpose},
-                    )
-                except CreditstackError:
-                    found = self.ledger.find_account(code)
-                    if found is None:
-                        raise
-            ids[purpose] = found.id
+            ids[purpose] = self.ledger.ensure_account(
+                member=gl.LEDGER_MEMBER,
+                code=code,
+                currency=product.currency,
+                type=account_type,
+                uses_deltas=True,
+                metadata={"product": product_code, "purpose": purpose},
+            ).id
         accounts = gl.GlAccounts(product_code, product.currency, ids)
         self._gl[product_code] = accounts
         return accounts
@@ -214,23 +205,17 @@ class LendingService:
         request_hash = idempotency.request_hash(operation, request)
 
         def once(conn: Connection) -> LendingResult:
-            stored = idempotency.lookup(conn, PLATFORM_CORE, member, key)
-            if stored is not None:
-                stored.replay(request_hash, key)
-                return LendingResult(stored.status_code, stored.outcome, replayed=True)
-            status_code, body = work(conn)
-            idempotency.store(
+            status_code, body, replayed = idempotency.once(
                 conn,
                 PLATFORM_CORE,
                 member=member,
                 key=key,
-                request_hash_value=request_hash,
                 operation=operation,
-                status_code=status_code,
-                outcome=body,
+                request_hash_value=request_hash,
+                work=lambda: work(conn),
                 now=self.clock.now(),
             )
-            return LendingResult(status_code, body)
+            return LendingResult(status_code, body, replayed=replayed)
 
         return self.db.run(once)
 

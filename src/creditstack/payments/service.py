@@ -166,22 +166,15 @@ class PaymentsService:
         cached = self._house.get((purpose, currency))
         if cached is not None:
             return cached
-        code = f"payments:{purpose}:{currency}"
-        found = self.ledger.find_account(code)
-        if found is None:
-            account_type = {"settlement": "asset", "fee_income": "income", "suspense": "asset"}[purpose]
-            try:
-                found = self.ledger.open_account(
-                    member=LEDGER_MEMBER,
-                    code=code,
-                    currency=currency,
-                    type=account_type,
-                    uses_deltas=True,  # hot house accounts: never a lock, insert-only deltas
-                )
-            except CreditstackError:
-                found = self.ledger.find_account(code)  # opened concurrently
-                if found is None:
-                    raise
+        account_type = {"settlement": "asset", "fee_income": "income", "suspense": "asset"}[purpose]
+        # hot house accounts: never a lock, insert-only deltas
+        found = self.ledger.ensure_account(
+            member=LEDGER_MEMBER,
+            code=f"payments:{purpose}:{currency}",
+            currency=currency,
+            type=account_type,
+            uses_deltas=True,
+        )
         self._house[(purpose, currency)] = found.id
         return found.id
 
@@ -535,28 +528,21 @@ class PaymentsService:
         request_hash: str,
         work: Callable[[Connection, str], tuple[int, dict[str, Any]]],
     ) -> PaymentResult:
-        stored = idempotency.lookup(conn, PLATFORM_CORE, member, key)
-        if stored is not None:
-            stored.replay(request_hash, key)
-            body = stored.outcome
-            if "payment_id" in body and "error" not in body:  # asynchronous payments: show where they are now
-                row = repo.payment_row(conn, body["payment_id"])
-                if row is not None:
-                    body = self._payment_json(row)
-            return PaymentResult(stored.status_code, body, replayed=True)
-        status_code, body = work(conn, request_hash)
-        idempotency.store(
+        status_code, body, replayed = idempotency.once(
             conn,
             PLATFORM_CORE,
             member=member,
             key=key,
-            request_hash_value=request_hash,
             operation=operation,
-            status_code=status_code,
-            outcome=body,
+            request_hash_value=request_hash,
+            work=lambda: work(conn, request_hash),
             now=self.clock.now(),
         )
-        return PaymentResult(status_code, body)
+        if replayed and "payment_id" in body and "error" not in body:  # asynchronous payments: where they are now
+            row = repo.payment_row(conn, body["payment_id"])
+            if row is not None:
+                body = self._payment_json(row)
+        return PaymentResult(status_code, body, replayed=replayed)
 
     def _business_date(self, conn: Connection) -> date:
         return business_dates.current(conn, PLATFORM_CORE, SERVICE)
