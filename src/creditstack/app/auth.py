@@ -66,5 +66,7 @@ WalletUser = Annotated[Principal, Depends(require(Role.CONSUMER, Role.MERCHANT, 
 MerchantOrOperator = Annotated[Principal, Depends(require(Role.MERCHANT, Role.PLATFORM_OPERATOR, Role.SERVICE))]
 #: A borrower (a consumer, acting on its own applications, loans and lines) or the platform (acting on any).
 Borrower = Annotated[Principal, Depends(require(Role.CONSUMER, Role.PLATFORM_OPERATOR, Role.SERVICE))]
+#: A partner bank (reading its own partner record, statements and portfolio) or the platform operator.
+PartnerBankOrOperator = Annotated[Principal, Depends(require(Role.PARTNER_BANK, Role.PLATFORM_OPERATOR))]
 #: Any authenticated caller.
 Authenticated = Annotated[Principal, Depends(current_principal)]

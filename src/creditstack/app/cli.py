@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from creditstack.app.platform import open_platform
+from creditstack.colending.cli import app as colending_app
 from creditstack.core import migrate
 from creditstack.core.errors import CreditstackError
 from creditstack.core.security import parse_role
@@ -25,6 +26,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(lending_app, name="lending")
 app.add_typer(payments_app, name="payments")
+app.add_typer(colending_app, name="colending")
 out = Console()
 err = Console(stderr=True)
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, Response
 from creditstack import __version__
 from creditstack.app import problems
 from creditstack.app.platform import Platform, open_platform
+from creditstack.colending.api import router as colending_router
 from creditstack.core.errors import LimitExceeded
 from creditstack.core.settings import Settings, get_settings
 from creditstack.ledger.api import router as ledger_router
@@ -59,6 +60,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     app.include_router(ledger_router)
     app.include_router(lending_router)
     app.include_router(payments_router)
+    app.include_router(colending_router)
     return app
 
 

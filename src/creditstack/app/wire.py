@@ -7,6 +7,8 @@ any language round-trips every amount exactly.
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
@@ -36,6 +38,23 @@ def exact_amount_minor(value: Any) -> int:
 
 #: A bare amount in minor units whose currency the object it applies to fixes (a loan's, a product's).
 AmountMinorIn = Annotated[int, BeforeValidator(exact_amount_minor)]
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_date(value: Any) -> Any:
+    """Only a `YYYY-MM-DD` string is a date on the wire (not a timestamp or a number, which pydantic's lax
+    mode would accept)."""
+    if value is None or isinstance(value, date):
+        return value
+    if not isinstance(value, str) or _ISO_DATE.fullmatch(value) is None:
+        raise ValueError("a date is a string YYYY-MM-DD")
+    return date.fromisoformat(value)
+
+
+#: A calendar date on the wire: exactly `YYYY-MM-DD`.
+IsoDate = Annotated[date, BeforeValidator(iso_date)]
 
 
 class MoneyIn(BaseModel):
