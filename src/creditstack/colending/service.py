@@ -69,6 +69,8 @@ LEDGER_MEMBER = "colending"
 #: Components with cash; "loss" has none.
 CASH_COMPONENTS = ("funding", "principal", "interest", "fees", "penalty", "recovery")
 COMPONENTS = (*CASH_COMPONENTS, "loss")
+#: The components that lower a participant's principal, shared as one running total.
+PRINCIPAL_REDUCTIONS = ("principal", "loss")
 EVENTS_PAGE = 5_000
 PLATFORM_SHARE_MAX_BPS_DEFAULT = 10_000
 
@@ -235,16 +237,9 @@ class ColendingService:
         cached = self._ledger_accounts.get(code)
         if cached is not None:
             return cached
-        found = self.ledger.find_account(code)
-        if found is None:
-            try:
-                found = self.ledger.open_account(
-                    member=LEDGER_MEMBER, code=code, currency=currency, type=type_, uses_deltas=True
-                )
-            except CreditstackError:
-                found = self.ledger.find_account(code)
-                if found is None:
-                    raise
+        found = self.ledger.ensure_account(
+            member=LEDGER_MEMBER, code=code, currency=currency, type=type_, uses_deltas=True
+        )
         self._ledger_accounts[code] = found.id
         return found.id
 
@@ -342,6 +337,8 @@ class ColendingService:
         """Share the cash flows of lending's events not yet processed; returns how many events were read."""
 
         def work(conn: Connection) -> int:
+            if self.db.is_postgres:  # until the consumer's first position is stored, FOR UPDATE locks no row
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"outbox:{CONSUMER}"})
             position = outbox.consumer_position(conn, PLATFORM_CORE, CONSUMER, lock=True)
             stored = outbox.read_after(conn, PLATFORM_CORE, position, limit=limit)
             if not stored:
@@ -393,18 +390,25 @@ class ColendingService:
             s = t.settlements.c
             if conn.execute(sa.select(s.id).where(s.partner_id == partner_id, s.business_date == day)).first():
                 raise SettlementExists(f"{partner_id} is settled for {day}")
-            totals = dict(
-                conn.execute(
-                    sa.select(m.component, sa.func.sum(m.amount_minor))
-                    .where(m.partner_id == partner_id, m.settlement_id.is_(None), m.business_date <= day)
-                    .group_by(m.component)
-                ).all()
-            )
-            lines = {c: int(totals.get(c, 0) or 0) for c in COMPONENTS}
+            settlement_id = new_id("stl")
+            # mark first, then net exactly the rows marked: a movement the event consumer commits meanwhile
+            # (PostgreSQL, READ COMMITTED) is either among them or left for the next settlement
+            marked = conn.execute(
+                sa.update(t.movements)
+                .where(m.partner_id == partner_id, m.settlement_id.is_(None), m.business_date <= day)
+                .values(settlement_id=settlement_id)
+                .returning(m.component, m.amount_minor)
+            ).all()
+            lines = dict.fromkeys(COMPONENTS, 0)
+            for component, amount in marked:
+                lines[component] += int(amount)
             if not any(lines.values()):
+                if marked:  # movements that cancel out: left for a settlement with something to pay
+                    conn.execute(
+                        sa.update(t.movements).where(m.settlement_id == settlement_id).values(settlement_id=None)
+                    )
                 return None
             net = sum(lines[c] for c in CASH_COMPONENTS)
-            settlement_id = new_id("stl")
             legs: list[tuple[int, Side, int]] = [
                 # funding calls: the bank's stake grows, and it owes us the cash
                 (due, Side.DEBIT, -lines["funding"]),
@@ -452,11 +456,6 @@ class ColendingService:
                     entry_seq=entry_seq,
                     created_at=self.clock.now(),
                 )
-            )
-            conn.execute(
-                sa.update(t.movements)
-                .where(m.partner_id == partner_id, m.settlement_id.is_(None), m.business_date <= day)
-                .values(settlement_id=settlement_id)
             )
             return {"settlement_id": settlement_id, "end_to_end_id": end_to_end, "net": net}
 
@@ -810,16 +809,19 @@ class _Book:
 
     def _share(self, ref: str, component: str, amount: int) -> dict[str, int]:
         key = (ref, component)
-        total = self.totals.get(key, 0) + amount
         weights = self._weights(ref, component)
         if sum(weights.values()) == 0:
             return {}
-        allocated = {p: self.allocated.get((ref, p, component), 0) for p in weights}
+        # principal repaid and principal lost are split as one running total: split apart, a loan paid in
+        # part then charged off could leave a participant's principal one unit off zero
+        group = PRINCIPAL_REDUCTIONS if component in PRINCIPAL_REDUCTIONS else (component,)
+        total = sum(self.totals.get((ref, c), 0) for c in group) + amount
+        allocated = {p: sum(self.allocated.get((ref, p, c), 0) for c in group) for p in weights}
         increments = cumulative_split(total, weights, allocated)
-        self.totals[key] = total
+        self.totals[key] = self.totals.get(key, 0) + amount
         self.dirty_totals.add(key)
         for p, inc in increments.items():
-            self.allocated[(ref, p, component)] = allocated[p] + inc
+            self.allocated[(ref, p, component)] = self.allocated.get((ref, p, component), 0) + inc
             self.dirty_allocated.add((ref, p, component))
         return increments
 
