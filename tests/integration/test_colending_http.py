@@ -292,9 +292,11 @@ def test_bad_partner_input_is_refused_with_a_stable_code_and_writes_nothing(
 def test_one_partner_per_member_and_bad_paths(world: World) -> None:
     before = written(world.platform)
     again = assert_problem(
-        world.ops.post("/v1/colending/partners", json=partner_body("Bank A again", "bank-a")), 409, "request.rejected"
+        world.ops.post("/v1/colending/partners", json=partner_body("Bank A again", "bank-a")),
+        409,
+        "colending.partner_taken",
     )
-    assert again["field"] == "member" and again["details"] == {"partner_id": world.bank_a}
+    assert again["field"] == "member"
     malformed = world.ops.post(
         "/v1/colending/partners", content=b"{not json", headers={"Content-Type": "application/json"}
     )
@@ -303,7 +305,7 @@ def test_one_partner_per_member_and_bad_paths(world: World) -> None:
     for bad_date in ("2026-3-2", "2026-02-30", "1772409600", "2026-W10-1"):
         assert_problem(world.a_api.get(f"{statements}/{bad_date}"), 422, "request.invalid")
     assert_problem(world.a_api.get(f"{statements}/2026-03-02", params={"format": "xml"}), 422, "request.invalid")
-    assert_problem(world.a_api.get(f"{statements}/2026-03-02"), 404, "request.not_found")
+    assert_problem(world.a_api.get(f"{statements}/2026-03-02"), 404, "colending.statement_not_found")
     assert_problem(world.a_api.get(statements, params={"limit": 501}), 422, "request.invalid")
     assert_problem(world.ops.get("/v1/colending/partners/" + "b" * 33), 422, "request.invalid")
     assert_problem(
@@ -417,7 +419,9 @@ def test_loans_are_split_settled_and_each_bank_reads_its_own_statements_and_port
     assert minor(portfolio["losses"]) == 0
     assert minor(portfolio["limits"]["agreement_exposure_cap"]) == 50_000_000
     assert minor(portfolio["limits"]["tier1_capital_25pct"]) == 25_000_000
-    assert portfolio["buckets"] == {} and portfolio["month_end"] is None  # no month end closed yet
+    # no month end closed yet: everything outstanding is in no bucket yet, shown apart so the buckets add up
+    assert portfolio["month_end"] is None
+    assert portfolio["buckets"] == {"not_yet_reported": portfolio["outstanding"]}
     assert world.ops.get(f"/v1/colending/partners/{a}/portfolio").json() == portfolio
     b_view = world.b_api.get(f"/v1/colending/partners/{b}/portfolio").json()
     assert b_view["loans"] == 2 and minor(b_view["funded"]) == funded[b]
@@ -449,5 +453,7 @@ def test_the_portfolio_buckets_come_from_the_month_end_snapshot(world: World) ->
     assert view["buckets"] == {"0": {"amount_minor": share, "currency": "CNY"}}  # current: the first due is April
     assert minor(view["outstanding"]) == share
     earlier = world.a_api.get(f"/v1/colending/partners/{a}/portfolio", params={"month_end": "2026-02-28"}).json()
-    assert earlier["buckets"] == {} and earlier["month_end"] == "2026-02-28"
+    # before the loan existed: nothing reported for it then, all of it shown apart
+    assert earlier["buckets"] == {"not_yet_reported": {"amount_minor": share, "currency": "CNY"}}
+    assert earlier["month_end"] == "2026-02-28"
     assert world.ops.get("/v1/colending/reconcile").json()["clean"] is True

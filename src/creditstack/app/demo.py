@@ -3,20 +3,25 @@
 Ledger: a few accounts, top-ups, purchases through holds, fees, a reversal and a batch of peer transfers.
 Payments: consumers (personal data sealed), merchants and a biller with wallets; top-ups over the
 simulated bank rail (some settle late, some time out and are retried), merchant payments with fees,
-refunds, bill payments, peer transfers and withdrawals. Then the ledger audit proves every unit is
-accounted for. Idempotent: a second run replays its keys and changes nothing."""
+refunds, bill payments, peer transfers and withdrawals. Lending and co-lending: three partner banks, cash
+loans and credit lines decided by the rules in force and co-funded, purchases on the lines, forty days of
+end of day with repayments (some late, some never), daily settlement with the banks; then lending's and
+co-lending's reconciles and the ledger audit prove every unit is accounted for. Idempotent: a second run
+replays its keys; the forty days of end of day run only the first time."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
 
 from creditstack.app.platform import Platform
+from creditstack.colending.service import Agreement
 from creditstack.core.money import CNY, Money
 from creditstack.core.security import Role
 from creditstack.ledger.domain import (
@@ -102,6 +107,7 @@ def run_demo(platform: Platform, console: Console) -> dict[str, Any]:
             rejected += sum(1 for r in results if not r.ok)
             progress.advance(task, len(results))
     payments = _payments_demo(platform, console)
+    lending = _lending_demo(platform, console)
     ledger.compact()
     report = ledger.audit()
     _, token = platform.keys.create(Role.PLATFORM_OPERATOR, MEMBER, "demo operator")
@@ -115,6 +121,7 @@ def run_demo(platform: Platform, console: Console) -> dict[str, Any]:
         "audit_clean": report.clean,
         "fee_income": ledger.get_account(fees.id).to_json()["balance"],
         "payments": payments,
+        "lending": lending,
         "operator_api_key": token,
     }
 
@@ -267,3 +274,120 @@ def _demo_rail(instruction: RailInstruction) -> str:
     if number % 7 == 0:
         return "late"
     return "settle"
+
+
+LOAN_CONSUMERS = 40
+DEMO_BANK_ACCOUNT = "demo-bank-account"
+LENDING_DAYS = 40
+
+
+def _lending_demo(platform: Platform, console: Console) -> dict[str, Any]:
+    """Partner banks, loans and lines, forty business days of servicing, settlement, reconcile."""
+    lending, pay, colending = platform.lending, platform.payments, platform.colending
+    first_run = not lending.list_accounts(limit=1)
+    known = {p["partner_id"] for p in colending.list_partners()}
+    for n, (name, rate) in enumerate(
+        [("Demo Rural Bank", "0.055"), ("Demo City Bank", "0.060"), ("Demo Trust Bank", "0.070")]
+    ):
+        if f"demobank{n}" not in known:
+            colending.register_partner(
+                name=name,
+                member=f"demo-bank-{n}",
+                currency="CNY",
+                net_tier1_capital_minor=5_000_000_000_00,
+                total_loans_minor=80_000_000_000_00,
+                agreement=Agreement(
+                    products=("cash-cny", "line-cny"),
+                    share_min_bps=1_000,
+                    share_max_bps=7_000,
+                    exposure_cap_minor=50_000_000_00,
+                    score_floor=560,
+                    term_months_max=24,
+                    bank_rate=Decimal(rate),
+                ),
+                partner_id=f"demobank{n}",
+            )
+    shop = _wallet(platform, _customer(platform, "DEMOM0000", kind="merchant", legal_name="Demo Merchant 0"))
+    rng = random.Random(23)
+    accounts: list[tuple[str, str, str]] = []  # (account, wallet, kind)
+    declined = 0
+    for i in range(LOAN_CONSUMERS):
+        customer = _customer(
+            platform,
+            f"DEMOL{i:06d}",
+            kind="consumer",
+            legal_name=f"Demo Borrower {i}",
+            date_of_birth=date(1975 + i % 25, 1 + i % 12, 1 + i % 28),
+            incomes=[Income(date(2025, 12, 31), Money(rng.randint(4_000_000, 40_000_000), CNY))],
+        )
+        wallet = _wallet(platform, customer)
+        pay.top_up(
+            member=MEMBER,
+            key=f"demo:lend:topup:{i}",
+            wallet_id=wallet,
+            amount=Money(300_000, CNY),
+            bank_account_token=DEMO_BANK_ACCOUNT,
+        )
+        line = i % 3 == 0
+        applied = lending.apply(
+            member=MEMBER,
+            key=f"demo:lend:apply:{i}",
+            customer_id=customer,
+            wallet_id=wallet,
+            product_code="line-cny" if line else "cash-cny",
+            amount_minor=rng.randrange(200_000, 3_000_000, 100),
+            term_months=None if line else rng.choice([3, 6, 12]),
+        )
+        if applied.status_code != 201:
+            declined += 1
+            continue
+        accepted = lending.accept(
+            member=MEMBER, key=f"demo:lend:accept:{i}", application_id=applied.body["application_id"]
+        )
+        if accepted.status_code == 201:
+            accounts.append((accepted.body["account_id"], wallet, "line" if line else "loan"))
+    if first_run:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("end of day", total=LENDING_DAYS)
+            for day in range(LENDING_DAYS):
+                for n, (ref, wallet, kind) in enumerate(accounts):
+                    if kind == "line" and rng.random() < 0.15:
+                        pay.pay_merchant(
+                            member=MEMBER,
+                            key=f"demo:lend:buy:{day}:{n}",
+                            payer_wallet_id=wallet,
+                            merchant_wallet_id=shop,
+                            amount=Money(rng.randrange(1_000, 60_000), CNY),
+                            funding="credit_line",
+                        )
+                    if n % 7 == 6:
+                        continue  # these never pay: they age through the buckets
+                    account = lending.get_account(ref)
+                    due = sum(
+                        r["principal"]["amount_minor"]
+                        + r["interest"]["amount_minor"]
+                        + r["fees"]["amount_minor"]
+                        - r["paid"]["amount_minor"]
+                        for r in account["instalments"]
+                        if r["billed"] and r["settled_on"] is None
+                    )
+                    if due and (n % 5 != 4 or day % 10 == 9):  # most pay when due, some only every ten days
+                        lending.repay(
+                            member=MEMBER,
+                            key=f"demo:lend:repay:{day}:{n}",
+                            account_id=ref,
+                            amount_minor=due + account["balances"]["penalty_interest"]["amount_minor"],
+                        )
+                lending.eod.run()
+                colending.settle()
+                progress.advance(task)
+    buckets = Counter(lending.get_account(ref)["bucket"] for ref, _, _ in accounts)
+    return {
+        "loans_and_lines": len(accounts),
+        "declined": declined,
+        "business_date": platform.ledger.business_date().isoformat(),
+        "accounts_by_dpd_bucket": {str(k): v for k, v in sorted(buckets.items())},
+        "partners": [p["partner_id"] for p in colending.list_partners()],
+        "lending_reconcile_clean": lending.reconcile()["clean"],
+        "colending_reconcile_clean": colending.reconcile()["clean"],
+    }

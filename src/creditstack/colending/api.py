@@ -34,7 +34,6 @@ from creditstack.app.platform import Platform
 from creditstack.app.wire import AmountMinorIn, IsoDate
 from creditstack.colending.service import Agreement, InvalidAgreement, PartnerNotFound
 from creditstack.core.apikeys import MEMBER_LENGTH_MAX, Principal, check_member
-from creditstack.core.errors import BusinessRuleViolated
 from creditstack.core.security import Role
 
 router = APIRouter(prefix="/v1/colending", tags=["colending"])
@@ -158,14 +157,8 @@ def _visible_partner(platform: Platform, principal: Principal, partner_id: str) 
 @router.post("/partners", status_code=201, summary="Register a partner bank and its agreement")
 def register_partner(body: PartnerIn, platform: PlatformDep, _principal: Operator) -> dict[str, Any]:
     """Out-of-range terms are `colending.invalid_agreement` (422) naming the field; an unknown currency is
-    `money.unknown_currency`; a member that already has a partner bank is `request.rejected` (409) with the
-    existing partner's id under `details`."""
+    `money.unknown_currency`; a member that already has a partner bank is `colending.partner_taken` (409)."""
     member = check_member(body.member)
-    existing = platform.colending.partner_for_member(member)
-    if existing is not None:
-        raise BusinessRuleViolated(
-            f"member {member} already has partner bank {existing}", field="member", partner_id=existing
-        )
     return platform.colending.register_partner(
         name=body.name,
         member=member,

@@ -88,9 +88,27 @@ class InvalidAgreement(ValidationFailed):
 
 
 class SettlementExists(BusinessRuleViolated):
-    """The partner's settlement for this business date is already made."""
+    """Every partner's settlement for this business date is already made."""
 
     code = "colending.settlement_exists"
+
+
+class SettlementDateInvalid(ValidationFailed):
+    """A settlement is for the current business date or an earlier one, never a future date."""
+
+    code = "colending.settlement_date_invalid"
+
+
+class StatementNotFound(NotFound):
+    """No settlement statement for this partner and date."""
+
+    code = "colending.statement_not_found"
+
+
+class PartnerTaken(BusinessRuleViolated):
+    """A partner with this id, or for this API member, is registered already."""
+
+    code = "colending.partner_taken"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +131,14 @@ class Agreement:
         if self.fees_to not in ("platform", "pro_rata") or self.penalty_to not in ("platform", "pro_rata"):
             raise InvalidAgreement("fees_to and penalty_to are 'platform' or 'pro_rata'", field="fees_to")
         scaled = self.bank_rate * 1_000_000
-        if self.bank_rate < 0 or scaled != scaled.to_integral_value():
-            raise InvalidAgreement("bank_rate is a non-negative fraction with six places at most", field="bank_rate")
+        if not 0 <= self.bank_rate <= 10 or scaled != scaled.to_integral_value():
+            raise InvalidAgreement("bank_rate is a fraction from 0 to 10 with six places at most", field="bank_rate")
+        if self.term_months_max > 480:
+            raise InvalidAgreement("term_months_max is at most 480", field="term_months_max")
+        if not 0 <= self.score_floor <= 1_000:
+            raise InvalidAgreement("score_floor lies within 0–1,000", field="score_floor")
+        if self.exposure_cap_minor > 10**17:
+            raise InvalidAgreement("exposure_cap_minor is at most 10^17", field="exposure_cap_minor")
 
 
 class ColendingService:
@@ -159,6 +183,9 @@ class ColendingService:
         pid = partner_id or new_id("bank")
 
         def work(conn: Connection) -> None:
+            p = t.partners.c
+            if conn.execute(sa.select(p.id).where(sa.or_(p.id == pid, p.member == member))).first():
+                raise PartnerTaken(f"a partner with id {pid} or member {member} exists", field="member")
             conn.execute(
                 t.partners.insert().values(
                     id=pid,
@@ -207,6 +234,7 @@ class ColendingService:
         return {
             "partner_id": row.id,
             "name": row.name,
+            "member": row.member,
             "currency": c,
             "net_tier1_capital": {"amount_minor": row.net_tier1_capital_minor, "currency": c},
             "total_loans": {"amount_minor": row.total_loans_minor, "currency": c},
@@ -370,13 +398,25 @@ class ColendingService:
     def settle(self, business_date: date | None = None) -> list[dict[str, Any]]:
         """Net each partner's unsettled movements up to `business_date` (default: the day before the
         current business date) into one ledger entry and one rail payment; returns the statements."""
+        current = self.ledger.business_date()
+        day = business_date or current - timedelta(days=1)
+        if day > current:  # the open date may be settled (later movements wait for the next); the future not
+            raise SettlementDateInvalid(
+                f"{day} is after the business date {current}: nothing can be settled for it", field="business_date"
+            )
         self.process_all()
-        day = business_date or self.ledger.business_date() - timedelta(days=1)
         statements = []
+        already = 0
         for partner in self.list_partners():
-            statement = self._settle_partner(partner["partner_id"], partner["currency"], day)
+            try:
+                statement = self._settle_partner(partner["partner_id"], partner["currency"], day)
+            except SettlementExists:
+                already += 1  # settled by an earlier run that stopped part way: go on with the others
+                continue
             if statement is not None:
                 statements.append(statement)
+        if already and not statements:
+            raise SettlementExists(f"every partner is settled for {day}")
         return statements
 
     def _settle_partner(self, partner_id: str, currency: str, day: date) -> dict[str, Any] | None:
@@ -496,7 +536,7 @@ class ColendingService:
                 sa.select(t.settlements).where(s.partner_id == partner_id, s.business_date == day)
             ).one_or_none()
             if row is None:
-                raise NotFound(f"no settlement for {partner_id} on {day}")
+                raise StatementNotFound(f"no settlement for {partner_id} on {day}")
             m = t.movements.c
             per_account = conn.execute(
                 sa.select(m.account_ref, m.component, sa.func.sum(m.amount_minor))
@@ -629,10 +669,16 @@ class ColendingService:
             return shares, {k: int(v or 0) for k, v in totals.items()}
 
         shares, totals = self.db.run(work, readonly=True)
-        buckets: dict[int, int] = defaultdict(int)
+        buckets: dict[str, int] = defaultdict(int)
+        reported: set[str] = set()
         for snap in snapshots:
             if snap["account_id"] in shares:
-                buckets[int(snap["bucket"])] += shares[snap["account_id"]][1]
+                buckets[str(int(snap["bucket"]))] += shares[snap["account_id"]][1]
+                reported.add(snap["account_id"])
+        # opened since the last month end: no snapshot yet, shown apart so that the buckets add up
+        unreported = sum(o for ref, (_, o) in shares.items() if ref not in reported)
+        if unreported:
+            buckets["not_yet_reported"] += unreported
         outstanding = sum(o for _, o in shares.values())
         c = partner["currency"]
         return {
@@ -645,7 +691,7 @@ class ColendingService:
             "fees_earned": {"amount_minor": totals.get("fees", 0) + totals.get("penalty", 0), "currency": c},
             "losses": {"amount_minor": totals.get("loss", 0), "currency": c},
             "recoveries": {"amount_minor": totals.get("recovery", 0), "currency": c},
-            "buckets": {str(k): {"amount_minor": v, "currency": c} for k, v in sorted(buckets.items())},
+            "buckets": {k: {"amount_minor": v, "currency": c} for k, v in sorted(buckets.items())},
             "exposure": partner["outstanding"],
             "limits": {
                 "agreement_exposure_cap": partner["agreement"]["exposure_cap"],
