@@ -688,6 +688,12 @@ class ColendingService:
             "funded": {"amount_minor": -totals.get("funding", 0), "currency": c},
             "principal_repaid": {"amount_minor": totals.get("principal", 0), "currency": c},
             "interest_earned": {"amount_minor": totals.get("interest", 0), "currency": c},
+            # interest earned per unit funded so far (not annualised), six places
+            "interest_yield": str(
+                (Decimal(totals.get("interest", 0)) / Decimal(-totals["funding"])).quantize(Decimal("0.000001"))
+                if totals.get("funding")
+                else Decimal(0)
+            ),
             "fees_earned": {"amount_minor": totals.get("fees", 0) + totals.get("penalty", 0), "currency": c},
             "losses": {"amount_minor": totals.get("loss", 0), "currency": c},
             "recoveries": {"amount_minor": totals.get("recovery", 0), "currency": c},
