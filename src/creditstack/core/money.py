@@ -272,6 +272,8 @@ def allocate(total_minor: int, weights: Sequence[int | Decimal | Fraction]) -> l
     """
     if not weights:
         raise ValidationFailed("allocate needs at least one weight", field="weights")
+    if all(type(w) is int for w in weights):  # the common case, in integers: same result, no Fractions
+        return _allocate_int(total_minor, weights)  # type: ignore[arg-type]
     fracs = [Fraction(w) for w in weights]
     if any(f < 0 for f in fracs):
         raise ValidationFailed("allocation weights must be non-negative", field="weights")
@@ -285,5 +287,27 @@ def allocate(total_minor: int, weights: Sequence[int | Decimal | Fraction]) -> l
     short = total_minor - sum(parts)
     order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - parts[i]), i))
     for i in order[:short]:
+        parts[i] += 1
+    return parts
+
+
+def _allocate_int(total_minor: int, weights: Sequence[int]) -> list[int]:
+    """`allocate` for integer weights: floor(total × w / W) each, then one more unit to the largest
+    remainders (total × w mod W), ties to the earlier weight."""
+    if any(w < 0 for w in weights):
+        raise ValidationFailed("allocation weights must be non-negative", field="weights")
+    total_weight = sum(weights)
+    if total_weight == 0:
+        raise ValidationFailed("allocation weights sum to zero", field="weights")
+    if total_minor < 0:
+        return [-p for p in _allocate_int(-total_minor, weights)]
+    parts = []
+    remainders = []
+    for w in weights:
+        q, r = divmod(total_minor * w, total_weight)
+        parts.append(q)
+        remainders.append(r)
+    short = total_minor - sum(parts)
+    for i in sorted(range(len(weights)), key=lambda i: (-remainders[i], i))[:short]:
         parts[i] += 1
     return parts
