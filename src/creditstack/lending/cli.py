@@ -9,9 +9,6 @@ errors print their stable code and exit 2.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,9 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from creditstack.app.platform import Platform, open_platform
+from creditstack.app.clikit import AsJson, Url, date_option, platform_for, print_json
 from creditstack.core.money import Money
-from creditstack.core.settings import get_settings
 from creditstack.lending.api import product_json
 from creditstack.lending.apr import compute_apr_request
 from creditstack.lending.eod import EodReport
@@ -34,33 +30,13 @@ err = Console(stderr=True)
 #: Largest APR input file read.
 APR_INPUT_BYTES_MAX = 1024 * 1024
 
-Url = Annotated[str, typer.Option("--url", help="Platform database URL (default: the configured one)")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-
 
 def _print_json(value: Any) -> None:
-    out.print_json(json.dumps(value, default=str))
+    print_json(out, value)
 
 
-@contextmanager
-def _platform(url: str = "") -> Iterator[Platform]:
-    settings = get_settings()
-    if url:
-        settings = settings.model_copy(update={"database_url": url})
-    platform = open_platform(settings)
-    try:
-        yield platform
-    finally:
-        platform.close()
-
-
-def _date(text: str | None, option: str) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{option} takes a date as YYYY-MM-DD, not {text!r}") from exc
+_platform = platform_for
+_date = date_option
 
 
 def _amount(amount_minor: int, currency: str) -> str:
