@@ -46,7 +46,7 @@ def _load(name: str) -> ModuleType:
 
 book_module = _load("_lending_book")
 WORKER = HERE / "_eod_crash_worker.py"
-KILLS = 5
+KILLS = 4
 DAYS = 40
 CHUNK = 4
 

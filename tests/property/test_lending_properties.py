@@ -198,7 +198,7 @@ def run(url: str, directory: Path, program: list[tuple[Any, ...]]) -> None:
 COMMON = {"deadline": None, "database": None, "suppress_health_check": [HealthCheck.too_slow]}
 
 
-@settings(max_examples=25, **COMMON)
+@settings(max_examples=15, **COMMON)
 @given(program=programs)
 def test_subledger_equals_ledger_and_accrual_is_exact_on_sqlite(fresh_sqlite: Any, program: Any) -> None:
     with fresh_sqlite() as (url, directory):
@@ -206,7 +206,7 @@ def test_subledger_equals_ledger_and_accrual_is_exact_on_sqlite(fresh_sqlite: An
 
 
 @pytest.mark.postgres
-@settings(max_examples=6, **COMMON)
+@settings(max_examples=4, **COMMON)
 @given(program=programs)
 def test_subledger_equals_ledger_and_accrual_is_exact_on_postgres(fresh_pg: Any, program: Any) -> None:
     with fresh_pg() as (url, directory):
