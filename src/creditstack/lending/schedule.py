@@ -491,41 +491,19 @@ def reschedule_after_prepayment(
         )
     principal_paid = prepayment.amount_minor - interest
     balance = position.principal.amount_minor - principal_paid
-    periods: list[_Period] = []
-    previous = on
-    for row in position.remaining:
-        periods.append(_Period(row.nominal_due_date, row.due_date, previous))
-        previous = row.due_date
     first_number = position.remaining[0].number if position.remaining else schedule.rows[-1].number + 1
-    rows: list[ScheduleRow]
-    if balance == 0:
-        rows, level = [], schedule.level_minor
-    elif mode is PrepaymentMode.KEEP_TERM:
-        rows, level = _amortise(
-            currency=schedule.currency,
-            balance=balance,
-            carry=position.carry,
-            annual_rate=schedule.annual_rate,
-            day_count=schedule.day_count,
-            method=schedule.method,
-            periods=periods,
-            first_number=first_number,
-        )
-    else:
-        level = schedule.level_minor
-        rows = _rows(
-            currency=schedule.currency,
-            balance=balance,
-            carry=position.carry,
-            annual_rate=schedule.annual_rate,
-            day_count=schedule.day_count,
-            method=schedule.method,
-            periods=periods,
-            first_number=first_number,
-            level_minor=level,
-            principal_parts=None,
-            stop_when_repaid=True,
-        )
+    rows, level = reamortise(
+        balance=Money(balance, schedule.currency),
+        carry=position.carry,
+        annual_rate=schedule.annual_rate,
+        day_count=schedule.day_count,
+        method=schedule.method,
+        start=on,
+        due_dates=[(row.nominal_due_date, row.due_date) for row in position.remaining],
+        first_number=first_number,
+        mode=mode,
+        level_minor=schedule.level_minor,
+    )
     new_schedule = Schedule(
         principal=Money(balance, schedule.currency),
         annual_rate=schedule.annual_rate,
