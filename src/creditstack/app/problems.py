@@ -34,6 +34,26 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
+def stored_outcome(status_code: int, body: dict[str, Any], replayed: bool, subject: str) -> JSONResponse:
+    """A service's stored outcome as HTTP: the body as it is, or its error as problem+json with the rest of
+    the body under `subject`; a replay says so in `Idempotent-Replayed`."""
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    error = body.get("error")
+    if not isinstance(error, dict):
+        return JSONResponse(body, status_code=status_code, headers=headers)
+    response = problem(
+        status_code,
+        error["code"],
+        "Rejected",
+        str(error.get("message") or error["code"]),
+        field=error.get("field"),
+        details=error.get("details"),
+        **{subject: {k: v for k, v in body.items() if k != "error"} or None},
+    )
+    response.headers.update(headers)
+    return response
+
+
 def error_response(exc: CreditstackError) -> JSONResponse:
     return problem(exc.http_status, exc.code, exc.title, exc.message, field=exc.field, details=exc.details or None)
 

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from creditstack.app.auth import Authenticated, Borrower, Operator, PlatformDep
-from creditstack.app.problems import problem
+from creditstack.app.problems import stored_outcome
 from creditstack.app.wire import AmountMinorIn
 from creditstack.core.apikeys import Principal
 from creditstack.core.errors import Forbidden
@@ -126,23 +126,7 @@ def _owner(principal: Principal) -> str | None:
 
 
 def _answer(result: LendingResult, subject: str) -> JSONResponse:
-    """The stored outcome as HTTP: the body as it is, or its error as problem+json with the rest under
-    `subject`; a replay says so in `Idempotent-Replayed`."""
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    error = result.body.get("error")
-    if not isinstance(error, dict):
-        return JSONResponse(result.body, status_code=result.status_code, headers=headers)
-    response = problem(
-        result.status_code,
-        error["code"],
-        "Rejected",
-        str(error.get("message") or error["code"]),
-        field=error.get("field"),
-        details=error.get("details"),
-        **{subject: {k: v for k, v in result.body.items() if k != "error"} or None},
-    )
-    response.headers.update(headers)
-    return response
+    return stored_outcome(result.status_code, result.body, result.replayed, subject)
 
 
 def _money(amount_minor: int, currency: str) -> dict[str, Any]:

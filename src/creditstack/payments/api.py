@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from creditstack.app.auth import MerchantOrOperator, Operator, OperatorOrService, PlatformDep, WalletUser
-from creditstack.app.problems import problem
+from creditstack.app.problems import stored_outcome
 from creditstack.app.wire import MoneyIn
 from creditstack.core.apikeys import Principal
 from creditstack.core.idempotency import IDEMPOTENCY_KEY_LENGTH_MAX
@@ -156,21 +156,7 @@ def _money(value: MoneyIn) -> Money:
 
 
 def _answer(result: PaymentResult) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    error = result.body.get("error")
-    if not isinstance(error, dict):
-        return JSONResponse(result.body, status_code=result.status_code, headers=headers)
-    response = problem(
-        result.status_code,
-        error["code"],
-        "Rejected",
-        str(error.get("message") or error["code"]),
-        field=error.get("field"),
-        details=error.get("details"),
-        payment={k: v for k, v in result.body.items() if k != "error"} or None,
-    )
-    response.headers.update(headers)
-    return response
+    return stored_outcome(result.status_code, result.body, result.replayed, "payment")
 
 
 # ---------------------------------------------------------------- customers and wallets
