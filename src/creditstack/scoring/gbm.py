@@ -27,9 +27,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
@@ -49,6 +48,9 @@ from creditstack.scoring.domain import PD_MIN, REASONS_PER_SCORE_MAX, ScoreScale
 from creditstack.scoring.errors import ModelFormatUnsupported
 from creditstack.scoring.metrics import feature_baselines, performance_summary, score_baseline
 from creditstack.scoring.scorecard import FitResult, fit_platt, stratified_holdout
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 FORMAT = "creditstack.scoring.gbm"
 FORMAT_VERSION = 1
@@ -138,6 +140,8 @@ class GbmModel(ScoresColumns):
         model_id: str = "",
     ) -> None:
         self.booster_text = booster_text
+        import lightgbm as lgb  # imported on use: the CLI and the platform start without it
+
         self.booster = lgb.Booster(model_str=booster_text)
         self.scale = scale
         self.preprocess = preprocess
@@ -306,6 +310,7 @@ def fit_gbm(
     reason_texts: Mapping[str, str] | None = None,
 ) -> FitResult:
     """Fit on cleaned training rows (`spec.clean` of the training columns) and labels (1 = bad)."""
+    import lightgbm as lgb
     from sklearn.isotonic import IsotonicRegression
 
     params = params or GbmParams()
