@@ -23,7 +23,7 @@ def run(args: list[str], workdir: Path, check: bool = True) -> subprocess.Comple
 
 
 def test_demo_builds_a_book_that_audits_clean_and_is_idempotent(tmp_path: Path) -> None:
-    first = json.loads(run(["demo", "--no-serve"], tmp_path).stdout)
+    first = json.loads(run(["tour", "--no-serve"], tmp_path).stdout)
     assert first["audit_clean"] is True
     assert first["peer_transfers_committed"] + first["peer_transfers_rejected"] == 2000
     assert first["fee_income"] == {"amount_minor": 168, "currency": "CNY"}
@@ -32,7 +32,7 @@ def test_demo_builds_a_book_that_audits_clean_and_is_idempotent(tmp_path: Path) 
     assert lending["lending_reconcile_clean"] is True and lending["colending_reconcile_clean"] is True
     assert sum(lending["accounts_by_dpd_bucket"].values()) == lending["loans_and_lines"]
     assert any(bucket != "0" for bucket in lending["accounts_by_dpd_bucket"])  # some never pay: they are late
-    again = json.loads(run(["demo", "--no-serve"], tmp_path).stdout)
+    again = json.loads(run(["tour", "--no-serve"], tmp_path).stdout)
     assert again["journal_entries"] == first["journal_entries"]  # replays changed nothing
     assert (tmp_path / "var" / "platform.db").exists()
 

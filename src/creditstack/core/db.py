@@ -67,6 +67,7 @@ class Database:
         self._sqlite_writer = (
             threading.RLock()
         )  # re-entrant: a nested writer fails on SQLite's busy timeout, never hangs
+        self._batch = threading.local()  # the open batch's connection, per thread
         if self.is_sqlite:
             self.engine: Engine = sa.create_engine(
                 self.url,
@@ -98,7 +99,13 @@ class Database:
 
         SQLite admits one writer at a time; writers of this process queue on a lock here instead of
         polling SQLite's busy handler, whose growing sleeps made the latency tail (seconds under load).
+        Inside `batch()` (same thread) it is a savepoint of the batch's transaction instead.
         """
+        shared: Connection | None = getattr(self._batch, "conn", None)
+        if shared is not None:
+            with shared.begin_nested():
+                yield shared
+            return
         if self.is_sqlite and not readonly:
             with self._sqlite_writer, self.engine.connect() as raw, raw.begin():
                 yield raw
@@ -108,8 +115,36 @@ class Database:
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def batch(self) -> Iterator[Connection]:
+        """Group commit for one caller: every transaction this thread opens inside the block (through
+        `run` or `transaction`, in any service on this database) becomes a savepoint of one transaction,
+        committed once at the end — one fsync for a whole batch of service operations instead of one each.
+
+        A unit of work that raises is rolled back to its savepoint alone and its error goes to its caller
+        as usual; the others stand. If the block itself raises, the whole batch is rolled back. Lost races
+        are not retried inside a batch (the batch holds its locks to the end): they surface to the caller.
+        Only this thread's work joins; other threads keep their own transactions (on SQLite they wait for
+        the batch to commit). Batches do not nest.
+        """
+        if getattr(self._batch, "conn", None) is not None:
+            raise RuntimeError("a batch is already open in this thread")
+        with self.transaction() as conn:
+            self._batch.conn = conn
+            try:
+                yield conn
+            finally:
+                self._batch.conn = None
+
+    @property
+    def in_batch(self) -> bool:
+        return getattr(self._batch, "conn", None) is not None
+
     def run(self, work: Callable[[Connection], T], *, readonly: bool = False) -> T:
         """Run `work` in a transaction, retrying lost races (deadlock, serialisation, SQLite busy)."""
+        if self.in_batch:
+            with self.transaction(readonly=readonly) as conn:
+                return work(conn)
         attempt = 0
         while True:
             try:

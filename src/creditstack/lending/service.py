@@ -978,6 +978,63 @@ class LendingService:
 
         return self.db.run(work, readonly=True)
 
+    def amounts_due(self, *, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Accounts a borrower has something to pay on now, in one read (a collections queue, and what the
+        simulation's borrowers look at): active accounts with billed, unpaid principal, interest, penalty
+        or fees beyond their credit, and charged-off accounts with a balance left to recover. Amounts are
+        integer minor units; `due_minor` is what clears everything billed; for a line `statement_remaining_minor`
+        is what pays the last statement in full. Paged by `position` (`after`)."""
+        a = t.accounts.c
+        billed = a.principal_billed_minor + a.interest_billed_minor + a.penalty_minor + a.fees_minor - a.credit_minor
+        unrecovered = (
+            a.charged_off_principal_minor + a.charged_off_interest_minor + a.charged_off_fees_minor - a.recovered_minor
+        )
+        limit = max(1, min(limit, 100_000))
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                sa.select(
+                    a.id,
+                    a.ref,
+                    a.customer_id,
+                    a.kind,
+                    a.status,
+                    a.currency,
+                    a.dpd,
+                    billed.label("due"),
+                    (a.stmt_balance_minor - a.stmt_paid_minor).label("stmt_left"),
+                    a.stmt_due_date,
+                    unrecovered.label("unrecovered"),
+                )
+                .where(
+                    a.id > after,
+                    sa.or_(
+                        sa.and_(a.status == "active", billed > 0),
+                        sa.and_(a.status == "charged_off", unrecovered > 0),
+                    ),
+                )
+                .order_by(a.id)
+                .limit(limit)
+            ).all()
+            return [
+                {
+                    "position": int(r.id),
+                    "account_id": r.ref,
+                    "customer_id": r.customer_id,
+                    "kind": r.kind,
+                    "status": r.status,
+                    "currency": r.currency,
+                    "days_past_due": int(r.dpd),
+                    "due_minor": int(r.due) if r.status == "active" else 0,
+                    "statement_remaining_minor": max(0, int(r.stmt_left or 0)) if r.kind == "line" else 0,
+                    "statement_due_date": _iso(r.stmt_due_date),
+                    "unrecovered_minor": int(r.unrecovered) if r.status == "charged_off" else 0,
+                }
+                for r in rows
+            ]
+
+        return self.db.run(work, readonly=True)
+
     def account_months(self, account_refs: Sequence[str], month_end: date | None = None) -> list[dict[str, Any]]:
         """Month-end snapshots of the given accounts (default: the latest month end written): balance, past
         due, days past due, bucket, status — what co-lending's partner view and reports read."""
