@@ -37,6 +37,18 @@ def test_demo_builds_a_book_that_audits_clean_and_is_idempotent(tmp_path: Path) 
     assert (tmp_path / "var" / "platform.db").exists()
 
 
+def test_demo_simulates_a_population_reconciles_and_hands_out_logins(tmp_path: Path) -> None:
+    first = json.loads(run(["demo", "--no-serve", "--consumers", "12", "--months", "1"], tmp_path).stdout)
+    assert first["consumers"] == 12 and first["months"] == 1
+    assert first["operations"]["purchase:completed"]["count"] > 0
+    assert first["lending_reconcile_clean"] and first["colending_reconcile_clean"] and first["ledger_audit_clean"]
+    assert first["demo_logins"] == ["partner_bank", "platform_operator"] or "consumer" in first["demo_logins"]
+    again = json.loads(run(["demo", "--no-serve", "--consumers", "12", "--months", "1"], tmp_path).stdout)
+    assert again["operations"] == first["operations"]  # finished days are not simulated twice
+    other = run(["demo", "--no-serve", "--consumers", "13", "--months", "1"], tmp_path, check=False)
+    assert other.returncode == 2 and "simulation.run_mismatch" in other.stderr
+
+
 def test_keys_and_ledger_commands(tmp_path: Path) -> None:
     key = json.loads(run(["keys", "create", "--role", "partner_bank", "--member", "bank-a"], tmp_path).stdout)
     assert key["api_key"].startswith("cs_") and key["role"] == "partner_bank"

@@ -141,6 +141,7 @@ def demo(
         if borrower is not None:
             logins["consumer"] = keys.create(Role.CONSUMER, borrower, "demo consumer")[1]
         logins["partner_bank"] = keys.create(Role.PARTNER_BANK, "sim-bank-0", "demo partner bank")[1]
+    summary["demo_logins"] = sorted(logins)
     out.print_json(json.dumps(summary))
     if serve_after:
         import uvicorn
@@ -151,8 +152,6 @@ def demo(
         for role, token in logins.items():
             out.print(f"  log in as {role}: {token}")
         uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="warning")
-    else:
-        out.print_json(json.dumps({"logins": sorted(logins)}))
 
 
 @app.command()

@@ -21,6 +21,7 @@ the summary counts, as a real client would see them.
 from __future__ import annotations
 
 import calendar
+import time as time_module
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -169,8 +170,18 @@ class Simulation:
         self.last_applied: dict[int, date] = {}
         self.worst: dict[str, tuple[int, date | None]] = {}
         self.closed: set[str] = set()
+        self.phase_seconds: Counter[str] = Counter()
         self.open_until: dict[str, date] = {}  # a loan is taken as running to its term (lines: for ever)
         self._load()
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Time a phase of the day (for the benchmark; never part of the summary, which must not vary)."""
+        started = time_module.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_seconds[name] += time_module.perf_counter() - started
 
     def showcase_borrower(self) -> str | None:
         """A consumer with a loan and a line if there is one (else any borrower): the demo's consumer login."""
@@ -324,7 +335,8 @@ class Simulation:
                 )
             plan = self.store.plan(day)
             if plan is None:
-                plan = self._plan(day)
+                with self._phase("plan"):
+                    plan = self._plan(day)
                 self.store.save_plan(day, plan)
             today = _Day(day)
             with self.platform.db.batch():
@@ -348,17 +360,22 @@ class Simulation:
                 )
             )
         if self.platform.ledger.business_date() == day:
-            self.platform.lending.eod.run()
-        self.platform.colending.settle()
+            with self._phase("end_of_day"):
+                self.platform.lending.eod.run()
+        with self._phase("settlement"):
+            self.platform.colending.settle()
         if (day + timedelta(days=1)).day == 1:
             for hook in self.hooks:
-                hook(self.platform, day)
+                with self._phase(hook.name):
+                    hook(self.platform, day)
         self.store.finish_day(day)
 
     # ------------------------------------------------------------ planning (reads the platform)
 
     def _plan(self, day: date) -> list[Any]:
-        """Who pays what on their loans and lines today: [[ref, dpd, amount, source, action], …]."""
+        """What each borrower with something due does today: [[ref, dpd, amount, source, action], …] with
+        action `repay`, `recover` (collections on a charged-off account), `wait` (pays late), `default` (does
+        not pay) or `charged_off`; every account read is in the plan (its days past due are tracked)."""
         p = self.population
         month = p.month_of(day)
         positions: list[dict[str, Any]] = []
@@ -392,11 +409,15 @@ class Simulation:
                 if day.day == 1 and recover_u[k] < 0.04:
                     amount = max(1, pos["unrecovered_minor"] * 3 // 10)
                     plan.append([ref, dpd, amount, "external", "recover"])
+                else:
+                    plan.append([ref, dpd, 0, source, "charged_off"])
                 continue
             due = pos["due_minor"]
             if defaulted[k]:
                 if partial_u[k] < 0.01:  # a token payment now and then
                     plan.append([ref, dpd, max(1, due // 10), source, "repay"])
+                else:
+                    plan.append([ref, dpd, 0, source, "default"])
                 continue
             wait = 0 if on_time[k] else int(late_days[k])
             if dpd < wait and dpd < 60:
@@ -414,14 +435,20 @@ class Simulation:
         p = self.population
         offset = (day - self.config.start).days
         month = p.month_of(day)
-        self._register(day, offset, today)
+        with self._phase("register"):
+            self._register(day, offset, today)
         active = np.array(sorted(self.consumers), dtype=np.int64)
         if len(active):
-            self._incomes(day, month, active, today)
-            self._bills(day, month, active, today)
-            self._purchases(day, month, active, today)
-            self._applications(day, month, active, today)
-        self._repayments(day, plan, today)
+            with self._phase("incomes"):
+                self._incomes(day, month, active, today)
+            with self._phase("bills"):
+                self._bills(day, month, active, today)
+            with self._phase("purchases"):
+                self._purchases(day, month, active, today)
+            with self._phase("applications"):
+                self._applications(day, month, active, today)
+        with self._phase("repayments"):
+            self._repayments(day, plan, today)
 
     def _register(self, day: date, offset: int, today: _Day) -> None:
         p = self.population
@@ -686,8 +713,8 @@ class Simulation:
         lending = self.platform.lending
         for ref, _dpd, amount, source, action in plan:
             n = self.account_owner[ref]
-            if action == "wait":
-                today.count("repay:waiting")
+            if action not in {"repay", "recover"}:
+                today.count(f"not_paying:{action}")  # waiting to pay late, in default, or charged off
                 continue
             if amount <= 0:
                 continue

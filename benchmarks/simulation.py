@@ -1,0 +1,150 @@
+"""The synthetic economy at scale: consumers × months on SQLite through the platform's services.
+
+    .venv/bin/python benchmarks/simulation.py                          # 100,000 consumers × 12 months (target ≤ 10 min)
+    .venv/bin/python benchmarks/simulation.py --quick                  # 1,000 consumers × 1 month, under a minute
+    .venv/bin/python benchmarks/simulation.py --consumers 20000 --months 3
+
+A fresh SQLite platform (WAL, synchronous=FULL) in a temporary directory; the simulation runs with the
+default seed. Reported: wall time, phases (seconds and operations per second: registrations, incomes,
+bills, purchases, applications, repayments, planning reads, end of day, settlement), and the mix —
+operations (service calls) and outbox events per consumer-month. Baseline, measured in the same run on a
+fresh database of its own: the ledger's batched posting rate (`LedgerService.submit`, two-posting
+transfers in batches of 10,000) — the floor under every payment, since each is one journal entry.
+
+The target is on 100,000 consumers × 12 months (1.2 million consumer-months) in ≤ 10 minutes. A smaller run
+reports `minutes_per_100k_x_12` extrapolated linearly in consumer-months (marked `"extrapolated": true`),
+which is optimistic: end of day grows with the book.
+
+A table goes to stderr; the last line on stdout is one JSON object:
+{"benchmark": "simulation", "figures": {...}, "targets": {"minutes_per_100k_x_12": {...}}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from creditstack.app.platform import open_platform
+from creditstack.core.clock import FixedClock
+from creditstack.core.settings import Settings
+from creditstack.ledger.domain import transfer
+from creditstack.simulation.engine import SimulationConfig, open_simulation, summarise
+
+TARGET_MINUTES = 10.0
+FULL = (100_000, 12)
+QUICK = (1_000, 1)
+PHASE_KINDS = {
+    "register": ("register", "opening_top_up"),
+    "incomes": ("income",),
+    "bills": ("bill",),
+    "purchases": ("purchase", "purchase_line"),
+    "applications": ("apply", "accept", "open"),
+    "repayments": ("repay_wallet", "repay_external", "recovery", "repay"),
+}
+
+
+def ledger_baseline(directory: Path, entries: int = 50_000) -> float:
+    """Two-posting transfers per second through the ledger's batched path, fresh SQLite database."""
+    clock = FixedClock(datetime(2026, 1, 1, 1, tzinfo=UTC))
+    platform = open_platform(Settings(var_dir=directory), clock)
+    try:
+        ledger = platform.ledger
+        bank = ledger.open_account(member="b", code="bench:bank", currency="CNY", type="asset")
+        wallets = [
+            ledger.open_account(member="b", code=f"bench:w{i}", currency="CNY", type="liability", no_overdraft=True)
+            for i in range(1_000)
+        ]
+        commands = [
+            transfer("b", f"bench:{i}", bank.id, wallets[i % len(wallets)].id, 100 + i % 900, "CNY")
+            for i in range(entries)
+        ]
+        started = time.perf_counter()
+        for start in range(0, entries, 10_000):
+            ledger.submit(commands[start : start + 10_000])
+        return entries / (time.perf_counter() - started)
+    finally:
+        platform.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1,000 consumers × 1 month")
+    parser.add_argument("--consumers", type=int)
+    parser.add_argument("--months", type=int)
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args()
+    consumers, months = QUICK if args.quick else FULL
+    consumers = args.consumers or consumers
+    months = args.months or months
+    config = SimulationConfig(consumers=consumers, months=months, **({"seed": args.seed} if args.seed else {}))
+    with tempfile.TemporaryDirectory(prefix="cs_sim_bench_") as tmp:
+        directory = Path(tmp)
+        baseline = ledger_baseline(directory / "baseline")
+        settings = Settings(var_dir=directory / "sim")
+        started = time.perf_counter()
+        with open_simulation(settings, config) as sim:
+
+            def on_day(day: Any) -> None:
+                if day.day == 1:
+                    print(f"{day}  {time.perf_counter() - started:8.1f} s", file=sys.stderr, flush=True)
+
+            sim.run(on_day)
+            wall = time.perf_counter() - started
+            summary = summarise(sim)
+            with sim.platform.db.engine.connect() as conn:
+                events = conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar_one()
+            phases = dict(sim.phase_seconds)
+    consumer_months = consumers * months
+    ops = summary["operations"]
+    calls = {
+        phase: sum(v["count"] for k, v in ops.items() if k.split(":")[0] in kinds and not k.startswith("open:"))
+        for phase, kinds in PHASE_KINDS.items()
+    }
+    total_calls = sum(calls.values())
+    minutes_full = wall / 60 * (FULL[0] * FULL[1]) / consumer_months
+    figures: dict[str, Any] = {
+        "consumers": consumers,
+        "months": months,
+        "wall_seconds": round(wall, 1),
+        "operations": total_calls,
+        "operations_per_consumer_month": round(total_calls / consumer_months, 2),
+        "events": int(events),
+        "events_per_consumer_month": round(events / consumer_months, 2),
+        "operations_per_second": round(total_calls / wall, 1),
+        "phases": {
+            name: {
+                "seconds": round(seconds, 1),
+                "operations": calls.get(name, 0),
+                "per_second": round(calls[name] / seconds, 1) if calls.get(name) and seconds else None,
+            }
+            for name, seconds in sorted(phases.items(), key=lambda kv: -kv[1])
+        },
+        "baseline_ledger_batched_entries_per_second": round(baseline, 1),
+        "operations_per_second_vs_ledger_batched": round(total_calls / wall / baseline, 3),
+        "borrowers": summary["borrowers"],
+        "calibration": summary["calibration"],
+        "extrapolated": (consumers, months) != FULL,
+    }
+    print(f"{consumers} consumers × {months} months: {wall:.1f} s wall, {total_calls} operations", file=sys.stderr)
+    for name, cell in figures["phases"].items():
+        print(
+            f"  {name:<22} {cell['seconds']:8.1f} s  {cell['operations']:>9} ops  {cell['per_second']}/s",
+            file=sys.stderr,
+        )
+    print(f"  ledger batched baseline {baseline:,.0f} entries/s", file=sys.stderr)
+    targets = {
+        "minutes_per_100k_x_12": {"value": round(minutes_full, 2), "target": TARGET_MINUTES, "op": "<="},
+    }
+    print(json.dumps({"benchmark": "simulation", "figures": figures, "targets": targets}))
+
+
+if __name__ == "__main__":
+    main()
