@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from creditstack import __version__
-from creditstack.app import problems
+from creditstack.app import console, problems
 from creditstack.app.platform import Platform, open_platform
 from creditstack.colending.api import router as colending_router
 from creditstack.core.errors import LimitExceeded
@@ -61,6 +61,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     app.include_router(lending_router)
     app.include_router(payments_router)
     app.include_router(colending_router)
+    console.mount(app)
     return app
 
 

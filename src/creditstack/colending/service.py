@@ -708,6 +708,38 @@ class ColendingService:
             },
         }
 
+    # ------------------------------------------------------------ the web console's reads
+
+    def statement_summaries(
+        self, partner_id: str, *, before: date | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The partner's statements newest first, without their account lines (one read, however many
+        accounts each statement covers): date, status, lines per component, net and direction. Paged by
+        `before`, the oldest date of the previous page."""
+        s = t.settlements.c
+        query = (
+            sa.select(t.settlements)
+            .where(s.partner_id == partner_id)
+            .order_by(s.business_date.desc())
+            .limit(max(1, min(limit, 500)))
+        )
+        if before is not None:
+            query = query.where(s.business_date < before)
+        rows = self.db.run(lambda conn: conn.execute(query).all(), readonly=True)
+        return [
+            {
+                "partner_id": partner_id,
+                "business_date": row.business_date.isoformat(),
+                "status": row.status,
+                "lines": {k: {"amount_minor": int(v), "currency": row.currency} for k, v in row.lines.items()},
+                "net": {"amount_minor": row.net_minor, "currency": row.currency},
+                "direction": "platform_pays_bank"
+                if row.net_minor > 0
+                else ("bank_pays_platform" if row.net_minor < 0 else "nothing"),
+            }
+            for row in rows
+        ]
+
 
 class ColendingAllocator:
     """Lending's `FundingAllocator`, implemented by co-lending."""

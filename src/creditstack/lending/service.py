@@ -1852,6 +1852,230 @@ class LendingService:
             report["products"].append({"product_code": code, "currency": product.currency, "accounts": lines})
         return report
 
+    # ------------------------------------------------------------ portfolio aggregates (the web console's reads)
+    # Set-based reads over the whole book: one GROUP BY each, so a page over a 100,000-account book reads a
+    # few hundred rows, never every account. The portfolio arithmetic on them stays in `analytics`.
+
+    def originations_by_month(self) -> list[dict[str, Any]]:
+        """Accounts opened per calendar month and product: how many, and the principal lent (loans) or the
+        limit granted (lines), in minor units of the product's currency. Oldest month first."""
+        a = t.accounts.c
+        year, month = sa.extract("year", a.opened_on), sa.extract("month", a.opened_on)
+        amount = sa.case((a.kind == "line", a.limit_minor), else_=a.original_principal_minor)
+        query = (
+            sa.select(year, month, a.product_code, a.kind, a.currency, sa.func.count(), sa.func.sum(amount))
+            .group_by(year, month, a.product_code, a.kind, a.currency)
+            .order_by(year, month, a.product_code)
+        )
+        rows = self.db.run(lambda conn: conn.execute(query).all(), readonly=True)
+        return [
+            {
+                "month": f"{int(y):04d}-{int(m):02d}",
+                "product_code": product_code,
+                "kind": kind,
+                "currency": currency,
+                "accounts": int(count),
+                "amount_minor": int(total or 0),
+            }
+            for y, m, product_code, kind, currency, count, total in rows
+        ]
+
+    def balances_by_product(self) -> list[dict[str, Any]]:
+        """Accounts per product and status now: how many, outstanding principal, and everything owed
+        (principal, interest, fees, penalty), in minor units."""
+        a = t.accounts.c
+        owed = a.principal_minor + a.interest_unbilled_minor + a.interest_billed_minor + a.fees_minor + a.penalty_minor
+        query = (
+            sa.select(
+                a.product_code,
+                a.kind,
+                a.currency,
+                a.status,
+                sa.func.count(),
+                sa.func.sum(a.principal_minor),
+                sa.func.sum(owed),
+                sa.func.sum(sa.case((a.dpd > 0, 1), else_=0)),
+            )
+            .group_by(a.product_code, a.kind, a.currency, a.status)
+            .order_by(a.product_code, a.status)
+        )
+        rows = self.db.run(lambda conn: conn.execute(query).all(), readonly=True)
+        return [
+            {
+                "product_code": product_code,
+                "kind": kind,
+                "currency": currency,
+                "status": status,
+                "accounts": int(count),
+                "principal_minor": int(principal or 0),
+                "balance_minor": int(balance or 0),
+                "past_due_accounts": int(past_due or 0),
+            }
+            for product_code, kind, currency, status, count, principal, balance, past_due in rows
+        ]
+
+    def snapshot_state(self) -> tuple[date | None, int]:
+        """The latest month end with snapshots and how many it has. End of day only ever adds snapshots, to
+        the month it closes, so this changes whenever they change: a cache key for reports built on them."""
+        m = t.snapshots.c
+
+        def work(conn: Connection) -> tuple[date | None, int]:
+            latest = conn.execute(sa.select(sa.func.max(m.month_end))).scalar_one_or_none()
+            if latest is None:
+                return None, 0
+            return latest, int(conn.execute(sa.select(sa.func.count()).where(m.month_end == latest)).scalar_one())
+
+        return self.db.run(work, readonly=True)
+
+    def snapshot_buckets(self, account_refs: Sequence[str], month_end: date | None = None) -> list[dict[str, Any]]:
+        """`account_months` cut to what a partner's portfolio needs — month end, account id, bucket — and found
+        through the accounts' ref index (one index probe per account, however large the month's snapshot)."""
+        m, a = t.snapshots.c, t.accounts.c
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            month = month_end or conn.execute(sa.select(sa.func.max(m.month_end))).scalar_one_or_none()
+            if month is None:
+                return []
+            out: list[dict[str, Any]] = []
+            refs = list(account_refs)
+            for start in range(0, len(refs), 1_000):
+                rows = conn.execute(
+                    sa.select(a.ref, m.bucket)
+                    .select_from(t.accounts.join(t.snapshots, m.account_id == a.id))
+                    .where(a.ref.in_(refs[start : start + 1_000]), m.month_end == month)
+                ).all()
+                out += [{"month_end": _iso(month), "account_id": ref, "bucket": int(bucket)} for ref, bucket in rows]
+            return out
+
+        return self.db.run(work, readonly=True)
+
+    def snapshot_month_ends(self) -> list[date]:
+        """The month ends that have account-month snapshots, oldest first."""
+        m = t.snapshots.c
+        return self.db.run(
+            lambda conn: list(conn.execute(sa.select(m.month_end).distinct().order_by(m.month_end)).scalars()),
+            readonly=True,
+        )
+
+    @staticmethod
+    def _dpd_band(dpd: Any, boundaries: Sequence[int]) -> Any:
+        """SQL: the position of `dpd` among increasing lower bounds (0 below the first)."""
+        whens = [(dpd >= bound, index) for index, bound in reversed(list(enumerate(boundaries, start=1)))]
+        return sa.case(*whens, else_=0)
+
+    def snapshot_bands(self, boundaries: Sequence[int]) -> list[dict[str, Any]]:
+        """Per month end, currency, status and DPD band (`band` = the number of `boundaries` at or below the
+        account's days past due): accounts, balance owed and principal, from the account-month snapshots."""
+        m = t.snapshots.c
+        band = self._dpd_band(m.dpd, boundaries)
+        query = (
+            sa.select(
+                m.month_end,
+                m.currency,
+                m.status,
+                band,
+                sa.func.count(),
+                sa.func.sum(m.balance_minor),
+                sa.func.sum(m.principal_minor),
+            )
+            .group_by(m.month_end, m.currency, m.status, band)
+            .order_by(m.month_end, m.currency, m.status, band)
+        )
+        rows = self.db.run(lambda conn: conn.execute(query).all(), readonly=True)
+        return [
+            {
+                "month_end": month_end,
+                "currency": currency,
+                "status": status,
+                "band": int(band_index),
+                "accounts": int(count),
+                "balance_minor": int(balance or 0),
+                "principal_minor": int(principal or 0),
+            }
+            for month_end, currency, status, band_index, count, balance, principal in rows
+        ]
+
+    def snapshot_transitions(
+        self, from_month_end: date, to_month_end: date, boundaries: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        """Roll-rate counts: the accounts of the `from_month_end` snapshot grouped by their (status, DPD band)
+        then and at `to_month_end` (`to_status` None: no snapshot then), with their balances at both."""
+        before, after = t.snapshots.alias("before"), t.snapshots.alias("after")
+        b, f = before.c, after.c
+        from_band, to_band = self._dpd_band(b.dpd, boundaries), self._dpd_band(f.dpd, boundaries)
+        query = (
+            sa.select(
+                b.status,
+                from_band,
+                f.status,
+                to_band,
+                sa.func.count(),
+                sa.func.sum(b.balance_minor),
+                sa.func.sum(sa.func.coalesce(f.balance_minor, 0)),
+            )
+            .select_from(before.outerjoin(after, sa.and_(f.month_end == to_month_end, f.account_id == b.account_id)))
+            .where(b.month_end == from_month_end)
+            .group_by(b.status, from_band, f.status, to_band)
+        )
+        rows = self.db.run(lambda conn: conn.execute(query).all(), readonly=True)
+        return [
+            {
+                "from_status": from_status,
+                "from_band": int(from_index),
+                "to_status": to_status,
+                "to_band": int(to_index or 0),
+                "accounts": int(count),
+                "from_balance_minor": int(from_balance or 0),
+                "to_balance_minor": int(to_balance or 0),
+            }
+            for from_status, from_index, to_status, to_index, count, from_balance, to_balance in rows
+        ]
+
+    def vintage_counts(self, dpd_min: int | None) -> list[dict[str, Any]]:
+        """Vintage input from the account-month snapshots: per origination month and the month end at which
+        an account first went bad (days past due ≥ `dpd_min`, or charged off; `dpd_min` None: charged off
+        only; None: never), the accounts, their original principal and the first and last month ends seen."""
+        m = t.snapshots.c
+        bad = m.status == "charged_off" if dpd_min is None else sa.or_(m.status == "charged_off", m.dpd >= dpd_min)
+        per_account = (
+            sa.select(
+                sa.func.min(m.opened_on).label("opened_on"),
+                sa.func.max(m.original_principal_minor).label("principal"),
+                sa.func.min(sa.case((bad, m.month_end))).label("first_bad"),
+                sa.func.min(m.month_end).label("first_seen"),
+                sa.func.max(m.month_end).label("last_seen"),
+            )
+            .group_by(m.account_id)
+            .subquery()
+        )
+        p = per_account.c
+        year, month = sa.extract("year", p.opened_on), sa.extract("month", p.opened_on)
+        query = (
+            sa.select(
+                year,
+                month,
+                p.first_bad,
+                sa.func.count(),
+                sa.func.sum(p.principal),
+                sa.func.min(p.first_seen),
+                sa.func.max(p.last_seen),
+            )
+            .group_by(year, month, p.first_bad)
+            .order_by(year, month, p.first_bad)
+        )
+        rows = self.db.run(lambda conn: conn.execute(query).all(), readonly=True)
+        return [
+            {
+                "origination_month": f"{int(y):04d}-{int(mo):02d}",
+                "first_bad_month_end": first_bad,
+                "accounts": int(count),
+                "original_principal_minor": int(principal or 0),
+                "first_month_end": first_seen,
+                "last_month_end": last_seen,
+            }
+            for y, mo, first_bad, count, principal, first_seen, last_seen in rows
+        ]
+
 
 def _subledger_totals(conn: Connection, product_code: str) -> tuple[dict[str, int], dict[str, int]]:
     """What the subledger says each general-ledger account of a product holds, and the end-of-day totals

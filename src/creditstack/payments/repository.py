@@ -195,3 +195,15 @@ def settlement_items(conn: Connection, *, from_date: date | None = None, to_date
     if to_date is not None:
         query = query.where(p.business_date <= to_date)
     return list(conn.execute(query))
+
+
+# ---------------------------------------------------------------- the web console's reads
+
+
+def customers_page(conn: Connection, kind: str, after: str | None, limit: int) -> list[Any]:
+    """Customers of one kind in id order, after the cursor: ids and tiers only, nothing sealed."""
+    c = t.customers.c
+    query = sa.select(c.id, c.kind, c.kyc_tier, c.created_at).where(c.kind == kind).order_by(c.id).limit(limit)
+    if after is not None:
+        query = query.where(c.id > after)
+    return list(conn.execute(query))

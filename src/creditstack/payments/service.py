@@ -1332,6 +1332,19 @@ class PaymentsService:
             "reports": reports,
         }
 
+    # ------------------------------------------------------------ the web console's reads
+
+    def list_customers(self, kind: str = "consumer", *, after: str | None = None, limit: int = 50) -> dict[str, Any]:
+        """Customers of one kind in id order, paged by `after` (the previous page's `next_after`): id, kind and
+        KYC tier — no personal data, sealed or masked."""
+        if not 1 <= limit <= HISTORY_PAGE_MAX:
+            raise ValidationFailed(f"limit must be 1..{HISTORY_PAGE_MAX}", field="limit")
+        if kind not in {"consumer", "merchant", "biller"}:
+            raise ValidationFailed(f"unknown customer kind {kind!r}", field="kind")
+        rows = self.db.run(lambda conn: repo.customers_page(conn, kind, after, limit), readonly=True)
+        items = [{"id": r.id, "kind": r.kind, "kyc_tier": int(r.kyc_tier)} for r in rows]
+        return {"items": items, "next_after": items[-1]["id"] if len(items) == limit else None}
+
 
 def settlement_ledger_items(rows: Sequence[Any], statement: BankStatement, as_of: date) -> list[LedgerItem]:
     """What our ledger says moved through the settlement account, as the bank would see it.
