@@ -19,6 +19,7 @@ from creditstack.core.settings import Settings, get_settings
 from creditstack.ledger.api import router as ledger_router
 from creditstack.lending.api import router as lending_router
 from creditstack.payments.api import router as payments_router
+from creditstack.scoring.api import router as scoring_router
 
 
 def create_app(platform: Platform | None = None, settings: Settings | None = None) -> FastAPI:
@@ -61,6 +62,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     app.include_router(lending_router)
     app.include_router(payments_router)
     app.include_router(colending_router)
+    app.include_router(scoring_router)
     console.mount(app)
     return app
 

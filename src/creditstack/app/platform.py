@@ -19,6 +19,8 @@ from creditstack.lending.service import LendingService
 from creditstack.payments.domain import BankRail
 from creditstack.payments.rail import SimulatedRail
 from creditstack.payments.service import PaymentsService
+from creditstack.scoring.provider import ModelScoreProvider
+from creditstack.scoring.service import ScoringService
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Platform:
     lending: LendingService
     colending: ColendingService
     rail: BankRail
+    scoring: ScoringService
 
     def close(self) -> None:
         self.ledger.close()
@@ -65,6 +68,9 @@ def open_platform(
         rail = SimulatedRail(business_date=ledger.business_date)
     payments = PaymentsService(db, clock, ledger, vault or load_vault(settings.var_dir), rail)
     colending = ColendingService(db, clock, ledger, payments, rule_sets=settings.policy_rule_sets)
+    scoring = ScoringService(db, clock, business_date=ledger.business_date, models_dir=settings.var_dir / "models")
+    if score_provider is None and scoring.has_champion():  # a champion model decides; else the rules do
+        score_provider = ModelScoreProvider(scoring)
     lending = LendingService(
         db,
         clock,
@@ -86,4 +92,5 @@ def open_platform(
         lending=lending,
         colending=colending,
         rail=rail,
+        scoring=scoring,
     )

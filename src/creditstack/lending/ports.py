@@ -14,9 +14,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol
 
-#: The score scale the decision uses (FICO-like, 300–850); higher is better.
+#: The score scale of the port (scoring's default: 300–900, 600 at 50:1 good:bad odds); higher is better.
 SCORE_MIN = 300
-SCORE_MAX = 850
+SCORE_MAX = 900
+#: The rules provider's own points band: its grades are spread over 300–850, as they always were.
+RULES_POINTS_MAX = 850
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +51,19 @@ class ScoreResult:
     approve: bool
     reasons: tuple[Reason, ...]  # adverse-action reasons, most important first
     model: str
+    features: dict[str, Any] = field(default_factory=dict)  # the feature vector scored (a model provider's)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "score": self.score,
             "grade": str(self.grade),
             "approve": self.approve,
             "reasons": [r.to_json() for r in self.reasons],
             "model": self.model,
         }
+        if self.features:
+            body["features"] = self.features
+        return body
 
 
 class ScoreProvider(Protocol):
@@ -101,8 +107,8 @@ class RulesScoreProvider:
             points -= 150
             reasons.append((150, Reason("R05", "an earlier account was charged off")))
         points += min(request.accounts_repaid, 5) * 10
-        points = max(SCORE_MIN, min(SCORE_MAX, points))
-        grade = Decimal(SCORE_MAX - points) / Decimal(SCORE_MAX - SCORE_MIN)
+        points = max(SCORE_MIN, min(RULES_POINTS_MAX, points))
+        grade = Decimal(RULES_POINTS_MAX - points) / Decimal(RULES_POINTS_MAX - SCORE_MIN)
         ordered = tuple(r for _, r in sorted(reasons, key=lambda item: -item[0]))
         return ScoreResult(
             score=points,

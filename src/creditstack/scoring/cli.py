@@ -1,15 +1,23 @@
-"""`creditstack scoring …`: train, evaluate, score, report, monitor and fairness on any CSV.
+"""`creditstack scoring …`: train, evaluate, score, report, monitor and fairness on any CSV; batch scores and
+the feature store on the platform's database.
 
-Every command prints JSON to stdout (`score` prints one JSON object per row, JSON Lines); progress goes
-to stderr. Errors print `{"error": {"code", "message", …}}` to stderr and exit with status 2.
+Every command prints JSON to stdout (`score` and `batch` print one JSON object per row, JSON Lines);
+progress goes to stderr. Errors print `{"error": {"code", "message", …}}` to stderr and exit with status 2.
 A `--model` directory is a model artefact (`manifest.json` …) or a registry (its champion).
+
+On the platform (`--url`, default: the configured database): `batch --model DIR --as-of DATE` scores every
+customer of the feature store as of a business date (from the store when it can serve the date, else
+recomputed from the outbox's history); `features update` runs the store's consumer; `features show`
+prints one customer's vector; `features export` writes the population's vectors as CSV, for training.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +26,17 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from creditstack.app.clikit import Url, date_option, platform_for
 from creditstack.core.errors import CreditstackError
 from creditstack.scoring.columns import Table, encode_target, read_table
 from creditstack.scoring.domain import ScoreScale
@@ -30,13 +47,15 @@ from creditstack.scoring.errors import (
     UnknownModelKind,
 )
 from creditstack.scoring.evaluation import evaluate_model, fit_model
+from creditstack.scoring.features import FEATURE_NAMES, feature_groups, feature_reason_texts, json_values
 from creditstack.scoring.metrics import fairness_report, protected_groups, stability_report
 from creditstack.scoring.registry import ModelRegistry, json_safe, load_manifest, load_model, save_model
 from creditstack.scoring.report import build_report
 
 app = typer.Typer(
     name="scoring",
-    help="Credit scoring models on any tabular CSV: train, evaluate, score, report, monitor, fairness.",
+    help="Credit scoring: models on any CSV (train, evaluate, score, report, monitor, fairness); batch scores and "
+    "the feature store on the platform (batch, features).",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -111,13 +130,17 @@ def train(
     texts = json.loads(reason_texts.read_text("utf-8")) if reason_texts else None
     with _spinner(f"reading {data.name}"):
         table = read_table(data)
+    # columns named as the feature store's get its characteristic groups (one reason per group) and texts
+    groups = feature_groups(table.columns)
+    if groups and texts is None:
+        texts = feature_reason_texts(table.columns)
     params: dict[str, Any] = {"seed": seed}
     if model == "gbm":
         params["calibration"] = calibration
     with _spinner(f"fitting {model} on {table.rows} rows"):
         result = fit_model(
             model, table.columns, target, bad_value=bad_value, exclude=_split(exclude),
-            categorical=_split(categorical), scale=scale, params=params, reason_texts=texts,
+            categorical=_split(categorical), groups=groups, scale=scale, params=params, reason_texts=texts,
         )  # fmt: skip
     fitted = result.model
     labels, present = encode_target(table.columns[target], fitted.preprocess.bad_value)
@@ -263,6 +286,139 @@ def fairness(
     threshold = cutoff if cutoff is not None else fitted.scale.base_score
     result = fairness_report(labels[rows], batch.score, groups, cutoff=threshold)
     _emit({"model_id": fitted.model_id, "protected": protected, "rows": len(rows)} | result)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    )
+
+
+def _as_of(text: str) -> Any:
+    value = date_option(text, "--as-of")
+    assert value is not None
+    return value
+
+
+@app.command()
+@_handle_errors
+def batch(
+    model: ModelOption,
+    as_of: Annotated[str, typer.Option("--as-of", help="As-of business date, YYYY-MM-DD (events before it).")],
+    out: Annotated[Path | None, typer.Option("--out", help="JSON Lines file (default: standard output).")] = None,
+    source: Annotated[
+        str, typer.Option(help="auto (the store when it can serve the date, else history), store or history.")
+    ] = "auto",
+    reasons: Annotated[bool, typer.Option(help="Include reason codes.")] = True,
+    url: Url = "",
+) -> None:
+    """Score every customer of the feature store as of a business date, one JSON object per line."""
+    if source not in ("auto", "store", "history"):
+        raise typer.BadParameter("--source is auto, store or history")
+    day = _as_of(as_of)
+    with platform_for(url) as platform:
+        service = platform.scoring
+        scorer = service.load_model(model)
+        started = time.perf_counter()
+        with _spinner("bringing the feature store up to date"):
+            chosen = service.population_source(day, source)  # type: ignore[arg-type]
+            total, pages = service.population(day, chosen)
+        stream = out.open("w", encoding="utf-8") if out is not None else sys.stdout
+        scored = 0
+        try:
+            with _progress() as progress:
+                task = progress.add_task(f"scoring ({chosen})", total=total)
+                for page in service.score_pages(scorer, pages, chosen):
+                    lines = []
+                    for k, vector in enumerate(page.vectors):
+                        result = page.scores.result(k).to_dict()
+                        if not reasons:
+                            result.pop("reasons")
+                        row = {"row": scored + k + 1, "customer_id": vector.customer_id, "as_of": as_of}
+                        lines.append(json.dumps(row | result, ensure_ascii=False))
+                    stream.write("\n".join(lines) + "\n" if lines else "")
+                    scored += len(page.vectors)
+                    progress.advance(task, len(page.vectors))
+        finally:
+            if out is not None:
+                stream.close()
+        seconds = time.perf_counter() - started
+    summary = {
+        "model_id": scorer.model_id,
+        "as_of": as_of,
+        "source": chosen,
+        "customers": scored,
+        "seconds": round(seconds, 3),
+        "out": str(out) if out is not None else None,
+    }
+    if out is not None:
+        _emit(summary)
+    else:
+        sys.stderr.write(json.dumps(summary) + "\n")
+
+
+features_app = typer.Typer(help="The feature store: update it from the outbox, show or export vectors.")
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("update")
+@_handle_errors
+def features_update(url: Url = "") -> None:
+    """Fold every outbox event the store's consumer has not reached yet."""
+    with platform_for(url) as platform, _spinner("folding outbox events"):
+        read = platform.scoring.process_all()
+        position = platform.scoring.store.position()
+    _emit({"events": read, "position": position})
+
+
+@features_app.command("show")
+@_handle_errors
+def features_show(
+    customer_id: Annotated[str, typer.Argument(help="The customer.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="As-of date (default: the business date).")] = None,
+    url: Url = "",
+) -> None:
+    """One customer's feature vector (from the store, up to the latest event)."""
+    with platform_for(url) as platform:
+        vector = platform.scoring.features(customer_id, date_option(as_of, "--as-of"))
+    _emit(vector.to_json())
+
+
+@features_app.command("export")
+@_handle_errors
+def features_export(
+    as_of: Annotated[str, typer.Option("--as-of", help="As-of business date, YYYY-MM-DD.")],
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+    source: Annotated[str, typer.Option(help="auto, store or history.")] = "auto",
+    url: Url = "",
+) -> None:
+    """Every customer's vector as of a date, as CSV (customer_id, as_of, then the features; empty = missing)."""
+    if source not in ("auto", "store", "history"):
+        raise typer.BadParameter("--source is auto, store or history")
+    day = _as_of(as_of)
+    rows = 0
+    with platform_for(url) as platform, out.open("w", newline="", encoding="utf-8") as stream:
+        chosen = platform.scoring.population_source(day, source)  # type: ignore[arg-type]
+        total, pages = platform.scoring.population(day, chosen)
+        writer = csv.writer(stream)
+        writer.writerow(["customer_id", "as_of", *FEATURE_NAMES])
+        with _progress() as progress:
+            task = progress.add_task(f"exporting ({chosen})", total=total)
+            for vectors in pages:
+                for vector in vectors:
+                    values = json_values(vector.values)
+                    cells = ("" if values[name] is None else values[name] for name in FEATURE_NAMES)
+                    writer.writerow([vector.customer_id, as_of, *cells])
+                rows += len(vectors)
+                progress.advance(task, len(vectors))
+    _emit({"out": str(out), "customers": rows, "as_of": as_of, "source": chosen})
 
 
 def main() -> None:  # pragma: no cover - for `python -m creditstack.scoring.cli`

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from creditstack.core.errors import NotFound, ValidationFailed
+from creditstack.core.errors import BusinessRuleViolated, NotFound, ValidationFailed
 
 
 class ScoringError(ValidationFailed):
@@ -69,6 +69,8 @@ class ModelIntegrityFailed(ScoringError):
     """A model artefact does not match the content hash in its manifest; it will not score."""
 
     code = "scoring.model_integrity_failed"
+    http_status = 503  # the server's model is unusable, not the request
+    title = "Model unavailable"
 
 
 class PickleRefused(ScoringError):
@@ -93,3 +95,57 @@ class ProtectedAttributeMissing(ScoringError):
     """The protected attribute named for the fairness report is not in the data."""
 
     code = "scoring.protected_attribute_missing"
+
+
+class FeaturesMissing(ScoringError):
+    """The feature dict lacks inputs the model needs; send every input, `null` for a value that is missing."""
+
+    code = "scoring.features_missing"
+
+
+class FeatureTypeInvalid(ScoringError):
+    """A feature value has the wrong type: numbers (or `null`) for numeric inputs, text for categories."""
+
+    code = "scoring.feature_type_invalid"
+
+
+class ModelInputsUnavailable(ScoringError):
+    """The model needs inputs the feature store does not compute, so it cannot score customers from the store."""
+
+    code = "scoring.model_inputs_unavailable"
+    http_status = 503  # the platform's champion does not fit its store: a configuration fault, not the request's
+    title = "Model unavailable"
+
+
+class ScoreRequestInvalid(ScoringError):
+    """A score request names a customer or gives features: exactly one of the two."""
+
+    code = "scoring.score_request_invalid"
+
+
+class CustomerUnknown(NotFound):
+    """The feature store has no event of this customer before the as-of date."""
+
+    code = "scoring.customer_unknown"
+
+
+class FeatureStoreBehind(BusinessRuleViolated):
+    """The feature store's consumer lags the outbox by more events than a read may catch up; run
+    `creditstack scoring features update`."""
+
+    code = "scoring.feature_store_behind"
+    http_status = 503
+    title = "Feature store behind"
+
+
+class EventsOutOfSequence(BusinessRuleViolated):
+    """A batch of outbox events given to the feature store does not continue from its consumer's position."""
+
+    code = "scoring.events_out_of_sequence"
+
+
+class AsOfNotServable(BusinessRuleViolated):
+    """The feature store keeps the present, not the past: an as-of date before a customer's latest event is
+    recomputed from history instead (`FeatureStore.recompute`)."""
+
+    code = "scoring.as_of_not_servable"

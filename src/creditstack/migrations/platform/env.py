@@ -8,7 +8,8 @@ from sqlalchemy import create_engine, pool
 import creditstack.colending.tables
 import creditstack.ledger.tables
 import creditstack.lending.tables
-import creditstack.payments.tables  # noqa: F401 - registers the payments tables
+import creditstack.payments.tables
+import creditstack.scoring.tables  # noqa: F401 - registers the scoring (feature store) tables
 from creditstack.core.db import PLATFORM_METADATA, normalise_url
 from creditstack.core.tables import PLATFORM_CORE  # noqa: F401 - registers the core tables
 
