@@ -4,6 +4,8 @@ the feature store on the platform's database.
 Every command prints JSON to stdout (`score` and `batch` print one JSON object per row, JSON Lines);
 progress goes to stderr. Errors print `{"error": {"code", "message", …}}` to stderr and exit with status 2.
 A `--model` directory is a model artefact (`manifest.json` …) or a registry (its champion).
+`fairness --save REGISTRY` also files its report in the registry as `reports/fairness-YYYY-MM-DD.json`, where
+the web console charts the reports by date.
 
 On the platform (`--url`, default: the configured database): `batch --model DIR --as-of DATE` scores every
 customer of the feature store as of a business date (from the store when it can serve the date, else
@@ -16,10 +18,13 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -51,6 +56,7 @@ from creditstack.scoring.features import FEATURE_NAMES, feature_groups, feature_
 from creditstack.scoring.metrics import fairness_report, protected_groups, stability_report
 from creditstack.scoring.registry import ModelRegistry, json_safe, load_manifest, load_model, save_model
 from creditstack.scoring.report import build_report
+from creditstack.scoring.service import fairness_report_path
 
 app = typer.Typer(
     name="scoring",
@@ -270,6 +276,17 @@ def fairness(
     cutoff: Annotated[float | None, typer.Option(help="Approve at score ≥ cutoff (default: base score).")] = None,
     edges: Annotated[str | None, typer.Option(help="Cut points for a numeric attribute, e.g. 25,35,50.")] = None,
     target: Annotated[str | None, typer.Option(help="Outcome column (default: the training target).")] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            help="Also save the report in this model registry (e.g. var/models) as "
+            "reports/fairness-YYYY-MM-DD.json, where the console charts it; a report of the same date is replaced.",
+        ),
+    ] = None,
+    report_date: Annotated[
+        str | None, typer.Option("--report-date", help="The date a saved report is filed under (default: today, UTC).")
+    ] = None,
 ) -> None:
     """Approval-rate ratio (four-fifths rule) and equal-opportunity difference by a protected attribute."""
     fitted, _ = _load(model)
@@ -285,7 +302,28 @@ def fairness(
     groups = protected_groups(table.columns[protected][rows], cut_points)
     threshold = cutoff if cutoff is not None else fitted.scale.base_score
     result = fairness_report(labels[rows], batch.score, groups, cutoff=threshold)
-    _emit({"model_id": fitted.model_id, "protected": protected, "rows": len(rows)} | result)
+    body = {"model_id": fitted.model_id, "protected": protected, "rows": len(rows)} | result
+    if save is not None:
+        day = date_option(report_date, "--report-date") or datetime.now(UTC).date()
+        saved = {"report_date": day.isoformat(), "data": data.name, "data_sha256": table.sha256} | body
+        body["saved"] = str(_save_report(fairness_report_path(save, day), saved))
+    _emit(body)
+
+
+def _save_report(path: Path, body: Mapping[str, Any]) -> Path:
+    """Write a report as JSON, atomically (a reader sees the old file or the new one, never half of one)."""
+    if not path.parent.parent.is_dir():
+        raise typer.BadParameter(f"--save takes an existing model registry directory, not {path.parent.parent}")
+    path.parent.mkdir(exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(json.dumps(json_safe(body), indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _progress() -> Progress:

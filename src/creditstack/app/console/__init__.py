@@ -24,12 +24,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creditstack.app.console.auth import CONSOLE_PATH, CsrfRejected, LoginRequired
 from creditstack.app.console.nav import NavEntry
-from creditstack.app.console.pages import consumers, login, partners, portfolio
+from creditstack.app.console.pages import consumers, login, partners, portfolio, scoring
 from creditstack.app.console.web import STATIC_DIR, STATIC_PATH, error_page
 from creditstack.core.errors import CreditstackError
 
 #: Page modules, each with a `router` (paths under /console) and its `NAV` entries.
-PAGE_MODULES: tuple[ModuleType, ...] = (consumers, portfolio, partners)
+PAGE_MODULES: tuple[ModuleType, ...] = (consumers, portfolio, partners, scoring)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from creditstack.core.security import Role
 
-#: Sections in display order. Scoring, bureau and supervision are placeholders that later issues fill in
-#: (model registry and monitoring; the bureau's files, reports and disputes; the supervisor's returns and
-#: stress tests): a section with no entry for a role is not shown.
+#: Sections in display order. Scoring holds the operator's models-and-monitoring page (`pages/scoring.py`);
+#: bureau and supervision are placeholders that later issues fill in (the bureau's files, reports and
+#: disputes; the supervisor's returns and stress tests): a section with no entry for a role is not shown.
 SECTIONS: tuple[str, ...] = ("Accounts", "Portfolio", "Partners", "Scoring", "Bureau", "Supervision")
 
 
