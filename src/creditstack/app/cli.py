@@ -97,8 +97,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 
 #: The demo's population: sized to finish in a few minutes on a laptop on the embedded default.
-DEMO_CONSUMERS = 500
-DEMO_MONTHS = 6
+DEMO_CONSUMERS = 1_000
+DEMO_MONTHS = 12
 
 
 @app.command()
@@ -150,7 +150,7 @@ def demo(
 
         out.print(f"\nConsole: http://{host}:{port}/console   API: http://{host}:{port}/docs")
         for role, token in logins.items():
-            out.print(f"  log in as {role}: {token}")
+            typer.echo(f"  log in as {role}: {token}")  # plain: a wrapped key could not be pasted
         uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="warning")
 
 

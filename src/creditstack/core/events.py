@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from creditstack.core import sequence
+from creditstack.core.idempotency import bulk_insert
 from creditstack.core.tables import CoreTables
 
 #: Largest page a consumer may read at once.
@@ -59,6 +60,21 @@ def flush_events(conn: Connection, tables: CoreTables, events: Sequence[DomainEv
             }
             for i, e in enumerate(events)
         ],
+    )
+
+
+def flush_events_prepared(conn: Connection, tables: CoreTables, events: Sequence[DomainEvent], now: datetime) -> None:
+    """`flush_events` for thousands of events (a batch of payments): the same rows, written through the driver
+    (COPY on PostgreSQL, executemany on SQLite) instead of SQLAlchemy's per-row parameter processing. Call as
+    the last write."""
+    if not events:
+        return
+    first = sequence.take(conn, tables, "outbox", len(events))
+    bulk_insert(
+        conn,
+        tables.outbox,
+        ("position", "topic", "aggregate_id", "business_date", "created_at", "payload"),
+        [(first + i, e.topic, e.aggregate_id, e.business_date, now, e.payload) for i, e in enumerate(events)],
     )
 
 

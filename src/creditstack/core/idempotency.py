@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from creditstack.core.db import driver_connection
 from creditstack.core.errors import IdempotencyKeyReused, ValidationFailed
 from creditstack.core.tables import CoreTables
 
@@ -70,6 +71,79 @@ def lookup(conn: Connection, tables: CoreTables, member: str, key: str) -> Store
     if row is None:
         return None
     return StoredOutcome(row.request_hash, row.operation, row.status_code, row.outcome)
+
+
+#: Most keys one look-up statement carries (SQLite allows 32,766 parameters).
+LOOKUP_CHUNK_KEYS_MAX = 5_000
+
+
+def lookup_many(conn: Connection, tables: CoreTables, member: str, keys: Iterable[str]) -> dict[str, StoredOutcome]:
+    """`lookup` for many keys of one member: primary-key look-ups in one statement per chunk of keys."""
+    k = tables.idempotency_keys.c
+    query = sa.select(k.key, k.request_hash, k.operation, k.status_code, k.outcome).where(
+        k.member == member, k.key.in_(sa.bindparam("keys", expanding=True))
+    )
+    wanted = sorted(set(keys))
+    found: dict[str, StoredOutcome] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK_KEYS_MAX):
+        for row in conn.execute(query, {"keys": wanted[start : start + LOOKUP_CHUNK_KEYS_MAX]}):
+            found[row.key] = StoredOutcome(row.request_hash, row.operation, row.status_code, row.outcome)
+    return found
+
+
+def store_many(
+    conn: Connection, tables: CoreTables, member: str, outcomes: Sequence[tuple[str, StoredOutcome]], now: Any
+) -> None:
+    """`store` for many (key, outcome) pairs of one member, in the caller's transaction, written through the
+    driver (`bulk_insert`)."""
+    if not outcomes:
+        return
+    columns = ("member", "key", "request_hash", "operation", "status_code", "outcome", "created_at")
+    rows = [(member, key, o.request_hash, o.operation, o.status_code, o.outcome, now) for key, o in outcomes]
+    bulk_insert(conn, tables.idempotency_keys, columns, rows)
+
+
+def bulk_insert(conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT `rows` into `table` through the DB-API driver (COPY on PostgreSQL, one prepared statement with
+    executemany on SQLite), each value converted by its column type's bind processor for this dialect (what
+    SQLAlchemy would send), so the rows read back as if SQLAlchemy had written them — without its per-row
+    parameter processing, which dominates for thousands of rows."""
+    dialect = conn.dialect
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+    cache: list[dict[Any, Any]] = [{} for _ in columns]
+    values = []
+    for row in rows:
+        record = []
+        for i, raw in enumerate(row):
+            processor = processors[i]
+            value = raw
+            if processor is not None and raw is not None:
+                if isinstance(raw, dict | list):
+                    value = processor(raw)
+                else:
+                    seen = cache[i]
+                    if raw not in seen:
+                        seen[raw] = processor(raw)
+                    value = seen[raw]
+            record.append(value)
+        values.append(record)
+    copy_or_executemany(conn, table.name, columns, values)
+
+
+def copy_or_executemany(conn: Connection, table_name: str, columns: Sequence[str], values: Sequence[Any]) -> None:
+    """Rows of driver-ready values into a table: COPY on PostgreSQL, executemany on SQLite (as the ledger's
+    bulk writes do)."""
+    cursor = driver_connection(conn).cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            with cursor.copy(f"COPY {table_name} ({', '.join(columns)}) FROM STDIN") as copy:
+                for record in values:
+                    copy.write_row(record)
+        else:
+            marks = ", ".join(["?"] * len(columns))
+            cursor.executemany(f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({marks})", values)
+    finally:
+        cursor.close()
 
 
 def store(

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from creditstack.core.money import basis_points_of, round_minor
+from creditstack.core.money import Money, basis_points_of, round_minor
 from creditstack.payments import errors
 
 
@@ -127,6 +127,87 @@ def refund_fee_share(
 
 def period_keys(business_date: date) -> tuple[str, str]:
     return f"D{business_date.isoformat()}", f"M{business_date.year:04d}-{business_date.month:02d}"
+
+
+# ---------------------------------------------------------------- payment requests
+
+#: Most requests one `PaymentsService.submit_batch` call may carry (the ledger's batch bound is the other).
+PAYMENT_BATCH_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantPayment:
+    """Pay a merchant from the wallet (`funding="wallet"`) or from a registered `FundingSource`."""
+
+    key: str
+    payer_wallet_id: str
+    merchant_wallet_id: str
+    amount: Money
+    funding: str = "wallet"
+    operation: ClassVar[str] = "payments.merchant"
+
+    def request(self) -> dict[str, Any]:
+        """The request as its idempotency hash sees it (the same for the single and the batch path)."""
+        return {
+            "payer": self.payer_wallet_id,
+            "merchant": self.merchant_wallet_id,
+            "amount": self.amount.to_wire(),
+            "funding": self.funding,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BillPayment:
+    """Pay a registered biller; `reference` must match the biller's format."""
+
+    key: str
+    payer_wallet_id: str
+    biller_wallet_id: str
+    reference: str
+    amount: Money
+    due_date: date | None = None
+    operation: ClassVar[str] = "payments.bill"
+
+    def request(self) -> dict[str, Any]:
+        return {
+            "payer": self.payer_wallet_id,
+            "biller": self.biller_wallet_id,
+            "reference": self.reference,
+            "amount": self.amount.to_wire(),
+            "due_date": self.due_date.isoformat() if self.due_date else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A peer-to-peer transfer between two wallets."""
+
+    key: str
+    payer_wallet_id: str
+    payee_wallet_id: str
+    amount: Money
+    operation: ClassVar[str] = "payments.p2p"
+
+    def request(self) -> dict[str, Any]:
+        return {"payer": self.payer_wallet_id, "payee": self.payee_wallet_id, "amount": self.amount.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    """Collect from the customer's bank account over the rail; the wallet is credited when the rail settles."""
+
+    key: str
+    wallet_id: str
+    amount: Money
+    bank_account_token: str
+    operation: ClassVar[str] = "payments.top_up"
+
+    def request(self) -> dict[str, Any]:
+        return {"wallet": self.wallet_id, "amount": self.amount.to_wire(), "bank_account": self.bank_account_token}
+
+
+#: One request of a payments batch.
+PaymentRequest = MerchantPayment | BillPayment | Transfer | TopUp
 
 
 # ---------------------------------------------------------------- ports

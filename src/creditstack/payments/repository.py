@@ -1,21 +1,36 @@
-"""Payments persistence. Lock order inside a payment's transaction: the original payment (refunds), then
-limit-usage rows, then the ledger's own order (holds → accounts → journal counter)."""
+"""Payments persistence. Lock order inside a payment's transaction: the original payment (refunds) or the
+rail payments being settled (batches), then limit-usage rows (by wallet id, then period), then the ledger's
+own order (holds → accounts → journal counter), then the outbox counter.
+
+The bulk helpers (`wallet_rows`, `payment_rows`, `lock_usage_many`, `add_usage_many`, `insert_payments`,
+`settle_payments`) serve `PaymentsService.submit_batch`: one statement per chunk of ids or rows, built once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from creditstack.core.db import driver_connection
+from creditstack.core.idempotency import copy_or_executemany
 from creditstack.payments import tables as t
 from creditstack.payments.domain import LimitUsage
+
+#: Most ids one IN list (or rows one multi-row statement) carries; SQLite allows 32,766 parameters.
+_CHUNK = 5_000
 
 
 def _is_pg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 # ---------------------------------------------------------------- customers
@@ -73,6 +88,32 @@ def wallet_row(conn: Connection, wallet_id: str) -> Any:  # a row, or None
     ).one_or_none()
 
 
+def _wallet_query() -> sa.Select[Any]:
+    w, c = t.wallets.c, t.customers.c
+    return sa.select(
+        t.wallets,
+        c.kind.label("customer_kind"),
+        c.kyc_tier,
+        c.fee_bps,
+        c.refund_fee_policy,
+        c.merchant_category,
+        c.reference_pattern,
+    ).join(t.customers, c.id == w.customer_id)
+
+
+_WALLETS_BY_ID = _wallet_query().where(t.wallets.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+def wallet_rows(conn: Connection, wallet_ids: Iterable[str]) -> dict[str, Any]:
+    """The wallets with these ids (rows as `wallet_row` reads them), by id; unknown ids are absent."""
+    wanted = sorted(set(wallet_ids))
+    found: dict[str, Any] = {}
+    for chunk in _chunks(wanted):
+        for row in conn.execute(_WALLETS_BY_ID, {"ids": list(chunk)}):
+            found[row.id] = row
+    return found
+
+
 def wallets_of(conn: Connection, customer_id: str) -> list[Any]:
     w = t.wallets.c
     return list(conn.execute(sa.select(t.wallets).where(w.customer_id == customer_id).order_by(w.created_at)))
@@ -120,6 +161,84 @@ def lock_usage(conn: Connection, wallet_id: str, day_key: str, month_key: str) -
     )
 
 
+def lock_usage_many(conn: Connection, wallet_ids: Iterable[str], day_key: str, month_key: str) -> dict[str, list[int]]:
+    """`lock_usage` for many wallets at once: rows created if missing, then locked (PostgreSQL) in wallet id
+    and period order. Returns [daily_minor, daily_count, monthly_minor] per wallet, for the caller to count on."""
+    wanted = sorted(set(wallet_ids))
+    usage: dict[str, list[int]] = {w: [0, 0, 0] for w in wanted}
+    if not wanted:
+        return usage
+    pairs = [(w, p) for w in wanted for p in sorted((day_key, month_key))]
+    if _is_pg(conn):
+        for chunk in _chunks(pairs):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO payments_limit_usage (wallet_id, period, outgoing_minor, count) "
+                    "SELECT w, p, 0, 0 FROM unnest(CAST(:w AS text[]), CAST(:p AS text[])) AS v(w, p) "
+                    "ORDER BY w, p ON CONFLICT DO NOTHING"
+                ),
+                {"w": [w for w, _ in chunk], "p": [p for _, p in chunk]},
+            )
+    else:
+        cur = driver_connection(conn).cursor()
+        try:
+            cur.executemany(
+                "INSERT OR IGNORE INTO payments_limit_usage (wallet_id, period, outgoing_minor, count) "
+                "VALUES (?, ?, 0, 0)",
+                pairs,
+            )
+        finally:
+            cur.close()
+    u = t.limit_usage.c
+    query = (
+        sa.select(u.wallet_id, u.period, u.outgoing_minor, u.count.label("payments_count"))
+        .where(u.wallet_id.in_(sa.bindparam("ids", expanding=True)), u.period.in_([day_key, month_key]))
+        .order_by(u.wallet_id, u.period)
+    )
+    if _is_pg(conn):
+        query = query.with_for_update()
+    for chunk in _chunks(wanted):
+        for row in conn.execute(query, {"ids": list(chunk)}):
+            if row.period == day_key:
+                usage[row.wallet_id][0] = int(row.outgoing_minor)
+                usage[row.wallet_id][1] = int(row.payments_count)
+            else:
+                usage[row.wallet_id][2] = int(row.outgoing_minor)
+    return usage
+
+
+def read_usage(conn: Connection, wallet_id: str, day_key: str, month_key: str) -> list[int]:
+    """[daily_minor, daily_count, monthly_minor] of a wallet as stored (zeros where no row), creating nothing."""
+    u = t.limit_usage.c
+    usage = [0, 0, 0]
+    for row in conn.execute(
+        sa.select(u.period, u.outgoing_minor, u.count.label("payments_count")).where(
+            u.wallet_id == wallet_id, u.period.in_([day_key, month_key])
+        )
+    ):
+        if row.period == day_key:
+            usage[0], usage[1] = int(row.outgoing_minor), int(row.payments_count)
+        else:
+            usage[2] = int(row.outgoing_minor)
+    return usage
+
+
+def add_usage_many(conn: Connection, deltas: Sequence[tuple[str, int, int]], periods: Sequence[str]) -> None:
+    """`add_usage` for many wallets: (wallet id, amount, count) added to each of `periods` (rows locked)."""
+    rows = [(amount, count, wallet_id, period) for wallet_id, amount, count in deltas for period in periods]
+    if not rows:
+        return
+    sql = (
+        "UPDATE payments_limit_usage SET outgoing_minor = outgoing_minor + {p}, count = count + {p} "
+        "WHERE wallet_id = {p} AND period = {p}"
+    )
+    cur = driver_connection(conn).cursor()
+    try:
+        cur.executemany(sql.format(p="%s" if _is_pg(conn) else "?"), rows)
+    finally:
+        cur.close()
+
+
 def add_usage(conn: Connection, wallet_id: str, periods: Sequence[str], amount_minor: int, count: int) -> None:
     u = t.limit_usage.c
     conn.execute(
@@ -134,6 +253,94 @@ def add_usage(conn: Connection, wallet_id: str, periods: Sequence[str], amount_m
 
 def insert_payment(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(t.payments.insert().values(**row))
+
+
+#: Column defaults of a payment row (what the database fills in when a single insert leaves them out).
+_PAYMENT_DEFAULTS: dict[str, Any] = {c.name: None for c in t.payments.columns if c.name != "serial"} | {
+    "fee_minor": 0,
+    "refunded_minor": 0,
+    "refunded_fee_minor": 0,
+    "funding": "wallet",
+}
+
+
+def full_payment_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row` with every column present (defaults filled in), as a multi-row insert needs it."""
+    return {**_PAYMENT_DEFAULTS, **row}
+
+
+_INSERT_COLUMNS = [c for c in t.payments.columns if c.name != "serial"]
+
+
+def insert_payments(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many payments through the driver (COPY on PostgreSQL, executemany on SQLite), in order, so
+    their serials follow it. Values are bound as SQLAlchemy would bind them (its type processors, once per
+    distinct value), so a row reads back the same as one `insert_payment` wrote."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    names = [c.name for c in _INSERT_COLUMNS]
+    defaults = [_PAYMENT_DEFAULTS[name] for name in names]
+    processed = [
+        (i, processor)
+        for i, processor in enumerate(c.type.dialect_impl(dialect).bind_processor(dialect) for c in _INSERT_COLUMNS)
+        if processor is not None
+    ]
+    bound: dict[tuple[int, Any], Any] = {}  # (column, value) -> bound value: dates and times repeat
+    values = []
+    for row in rows:
+        get = row.get
+        record = [get(name, default) for name, default in zip(names, defaults, strict=True)]
+        for i, processor in processed:
+            value = record[i]
+            if value is not None:
+                converted = bound.get((i, value))
+                if converted is None:
+                    converted = bound[(i, value)] = processor(value)
+                record[i] = converted
+        values.append(record)
+    copy_or_executemany(conn, t.payments.name, names, values)
+
+
+def settle_payments(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Mark rail payments completed: (id, entry_seq, settled_business_date, updated_at) per row."""
+    if not rows:
+        return
+    p = t.payments.c
+    conn.execute(
+        sa.update(t.payments)
+        .where(p.id == sa.bindparam("b_id"))
+        .values(
+            status="completed",
+            entry_seq=sa.bindparam("b_seq"),
+            settled_business_date=sa.bindparam("b_settled"),
+            updated_at=sa.bindparam("b_now"),
+        ),
+        [
+            {
+                "b_id": r["id"],
+                "b_seq": r["entry_seq"],
+                "b_settled": r["settled_business_date"],
+                "b_now": r["updated_at"],
+            }
+            for r in rows
+        ],
+    )
+
+
+def payment_rows(conn: Connection, payment_ids: Iterable[str], *, lock: bool = False) -> dict[str, Any]:
+    """The payments with these ids, by id; locked in id order on PostgreSQL with `lock`."""
+    wanted = sorted(set(payment_ids))
+    query = (
+        sa.select(t.payments).where(t.payments.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(t.payments.c.id)
+    )
+    if lock and _is_pg(conn):
+        query = query.with_for_update()
+    found: dict[str, Any] = {}
+    for chunk in _chunks(wanted):
+        for row in conn.execute(query, {"ids": list(chunk)}):
+            found[row.id] = row
+    return found
 
 
 def payment_row(conn: Connection, payment_id: str, *, lock: bool = False) -> Any:  # a row, or None

@@ -3,7 +3,8 @@ merchant payments and refunds, bill payments, history.
 
 Every movement is one balanced ledger entry (or hold), posted through `LedgerService` inside the
 payment's own transaction, so the payment row, the limit counters, the idempotency record, the ledger
-entry and the outbox event commit together or not at all.
+entry and the outbox event commit together or not at all. `submit_batch` does the same for many payments
+in one transaction, with the same outcomes (payments/batch.py).
 
 Outcomes follow the ledger's idempotency rules: a malformed or impossible request (unknown or frozen
 wallet, self-transfer, wrong currency, refund of a refund) is refused before anything runs and stores
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -48,17 +49,23 @@ from creditstack.ledger.domain import (
 from creditstack.ledger.service import CommandResult, LedgerService
 from creditstack.payments import errors
 from creditstack.payments import repository as repo
+from creditstack.payments.batch import PaymentBatch
 from creditstack.payments.domain import (
     DEFAULT_TIERS,
     BankRail,
+    BillPayment,
     CustomerKind,
     FundingSource,
+    MerchantPayment,
     PaymentKind,
+    PaymentRequest,
     PaymentStatus,
     RailInstruction,
     RailOutcome,
     RefundFeePolicy,
     TierLimits,
+    TopUp,
+    Transfer,
     WalletStatus,
     check_limits,
     merchant_fee,
@@ -548,7 +555,11 @@ class PaymentsService:
         return business_dates.current(conn, PLATFORM_CORE, SERVICE)
 
     def _wallet(self, conn: Connection, wallet_id: str, *, owner: str | None = None, role: str = "wallet") -> Any:
-        row = repo.wallet_row(conn, wallet_id)
+        return self._checked_wallet(repo.wallet_row(conn, wallet_id), wallet_id, owner=owner, role=role)
+
+    @staticmethod
+    def _checked_wallet(row: Any, wallet_id: str, *, owner: str | None = None, role: str = "wallet") -> Any:
+        """The wallet row if a payment may use it (`row` as `repo.wallet_row` reads it, or None)."""
         if row is None or (owner is not None and row.customer_id != owner):
             raise errors.WalletNotFound(f"no {role} wallet {wallet_id}", field=f"{role}_wallet_id")
         if row.status == WalletStatus.FROZEN:
@@ -597,32 +608,33 @@ class PaymentsService:
 
     @staticmethod
     def _payment_json(row: Any) -> dict[str, Any]:
-        money = {"amount_minor": int(row.amount_minor), "currency": row.currency}
+        """The payment as the API shows it, from a stored row."""
+        return PaymentsService._payment_json_of(row._mapping)
+
+    @staticmethod
+    def _payment_json_of(row: Mapping[str, Any]) -> dict[str, Any]:
+        """`_payment_json` from a row's values: a stored row's mapping, or a row as the batch path writes it
+        (columns it leaves out read as their defaults, as the database would fill them in)."""
+        currency = row["currency"]
         body: dict[str, Any] = {
-            "payment_id": row.id,
-            "kind": row.kind,
-            "status": row.status,
-            "amount": money,
-            "fee": {"amount_minor": int(row.fee_minor), "currency": row.currency},
-            "refunded": {"amount_minor": int(row.refunded_minor), "currency": row.currency},
-            "payer_wallet_id": row.payer_wallet_id,
-            "payee_wallet_id": row.payee_wallet_id,
-            "business_date": row.business_date.isoformat(),
-            "funding": row.funding,
+            "payment_id": row["id"],
+            "kind": row["kind"],
+            "status": row["status"],
+            "amount": {"amount_minor": int(row["amount_minor"]), "currency": currency},
+            "fee": {"amount_minor": int(row.get("fee_minor") or 0), "currency": currency},
+            "refunded": {"amount_minor": int(row.get("refunded_minor") or 0), "currency": currency},
+            "payer_wallet_id": row.get("payer_wallet_id"),
+            "payee_wallet_id": row.get("payee_wallet_id"),
+            "business_date": row["business_date"].isoformat(),
+            "funding": row.get("funding") or "wallet",
         }
-        for name in (
-            "merchant_category",
-            "biller_reference",
-            "original_payment_id",
-            "end_to_end_id",
-            "entry_seq",
-            "error_code",
-        ):
-            value = getattr(row, name)
+        for name in _PAYMENT_JSON_OPTIONAL:
+            value = row.get(name)
             if value is not None:
                 body[name] = value
-        if row.bill_due_date is not None:
-            body["bill_due_date"] = row.bill_due_date.isoformat()
+        bill_due_date = row.get("bill_due_date")
+        if bill_due_date is not None:
+            body["bill_due_date"] = bill_due_date.isoformat()
         return body
 
     def _completed_event(self, row: dict[str, Any], counterparty: str | None) -> DomainEvent:
@@ -650,12 +662,19 @@ class PaymentsService:
     ) -> tuple[int, dict[str, Any]]:
         repo.insert_payment(conn, row)
         events.flush_events(conn, PLATFORM_CORE, events_to_write, self.clock.now())
-        stored = repo.payment_row(conn, row["id"])
-        body = self._payment_json(stored)
+        return self._answer(self._payment_json(repo.payment_row(conn, row["id"])), row)
+
+    @staticmethod
+    def _answer(body: dict[str, Any], row: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The status and body a new payment answers with (and stores under its key), from its JSON."""
         if row["status"] == PaymentStatus.REJECTED.value:
             code = row["error_code"]
             return 409, {**body, "error": {"code": code, "message": _REJECTION_MESSAGES.get(code, code)}}
         return (201 if row["status"] == PaymentStatus.COMPLETED.value else 202), body
+
+    def _written_answer(self, row: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """What `_finish` answers for `row`, computed from the row as the batch path writes it (no read back)."""
+        return self._answer(self._payment_json_of(row), row)
 
     def _outgoing_transfer(
         self,
@@ -675,22 +694,7 @@ class PaymentsService:
         bd = self._business_date(conn)
         payment_id = new_id("pay")
         day_key, month_key = period_keys(bd)
-        extra = dict(extra or {})
-        base = self._payment_row(
-            payment_id,
-            kind,
-            PaymentStatus.COMPLETED,
-            member,
-            key,
-            amount,
-            bd,
-            payer_wallet_id=payer.id,
-            payee_wallet_id=payee.id,
-            payer_customer_id=payer.customer_id,
-            payee_customer_id=payee.customer_id,
-            fee_minor=fee_minor,
-            **extra,
-        )
+        base = self._outgoing_row(payment_id, kind, member, key, payer, payee, amount, bd, fee_minor, extra)
         if funding is None:
             usage = repo.lock_usage(conn, payer.id, day_key, month_key)
             try:
@@ -710,23 +714,7 @@ class PaymentsService:
             )
             debit_account = leg.ledger_account_id
             base["funding"] = funding.name
-        currency = amount.currency.code
-        postings = [
-            PostingSpec(debit_account, Side.DEBIT, amount.amount_minor, currency),
-            PostingSpec(int(payee.ledger_account_id), Side.CREDIT, amount.amount_minor - fee_minor, currency),
-        ]
-        if fee_minor:
-            postings.append(PostingSpec(self.house_account("fee_income", currency), Side.CREDIT, fee_minor, currency))
-        if amount.amount_minor - fee_minor == 0:
-            postings.pop(1)
-        result = self._post(
-            conn,
-            [
-                PostEntry(
-                    LEDGER_MEMBER, f"payments:{payment_id}:{kind.value}", tuple(postings), f"{kind.value} {payment_id}"
-                )
-            ],
-        )[0]
+        result = self._post(conn, [self._outgoing_entry(payment_id, kind, debit_account, payee, amount, fee_minor)])[0]
         if not result.ok:
             if result.error_code != "ledger.insufficient_funds":
                 raise CreditstackError(f"ledger refused payment: {result.error_code}")
@@ -737,6 +725,53 @@ class PaymentsService:
         base["entry_seq"] = result.entry_seq
         source_events = list(leg.events) if funding is not None else []
         return self._finish(conn, base, [self._completed_event(base, payee.id), *source_events])
+
+    def _outgoing_row(
+        self,
+        payment_id: str,
+        kind: PaymentKind,
+        member: str,
+        key: str,
+        payer: Any,
+        payee: Any,
+        amount: Money,
+        bd: date,
+        fee_minor: int = 0,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The row of an outgoing payment, completed until a limit or the ledger says otherwise."""
+        return self._payment_row(
+            payment_id,
+            kind,
+            PaymentStatus.COMPLETED,
+            member,
+            key,
+            amount,
+            bd,
+            payer_wallet_id=payer.id,
+            payee_wallet_id=payee.id,
+            payer_customer_id=payer.customer_id,
+            payee_customer_id=payee.customer_id,
+            fee_minor=fee_minor,
+            **(extra or {}),
+        )
+
+    def _outgoing_entry(
+        self, payment_id: str, kind: PaymentKind, debit_account: int, payee: Any, amount: Money, fee_minor: int
+    ) -> PostEntry:
+        """One ledger entry: the debit account pays the payee the amount less the fee, and fee income the fee."""
+        currency = amount.currency.code
+        postings = [
+            PostingSpec(debit_account, Side.DEBIT, amount.amount_minor, currency),
+            PostingSpec(int(payee.ledger_account_id), Side.CREDIT, amount.amount_minor - fee_minor, currency),
+        ]
+        if fee_minor:
+            postings.append(PostingSpec(self.house_account("fee_income", currency), Side.CREDIT, fee_minor, currency))
+        if amount.amount_minor - fee_minor == 0:
+            postings.pop(1)
+        return PostEntry(
+            LEDGER_MEMBER, f"payments:{payment_id}:{kind.value}", tuple(postings), f"{kind.value} {payment_id}"
+        )
 
     # ------------------------------------------------------------ peer, merchant and bill payments
 
@@ -751,20 +786,7 @@ class PaymentsService:
         owner: str | None = None,
     ) -> PaymentResult:
         """A peer-to-peer transfer between two consumers' wallets."""
-        request = {"payer": payer_wallet_id, "payee": payee_wallet_id, "amount": amount.to_wire()}
-
-        def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
-            if payer_wallet_id == payee_wallet_id:
-                raise errors.SelfTransfer("payer and payee are the same wallet", field="payee_wallet_id")
-            payer = self._wallet(conn, payer_wallet_id, owner=owner, role="payer")
-            payee = self._wallet(conn, payee_wallet_id, role="payee")
-            self._amount(amount, payer)
-            self._amount(amount, payee)
-            return self._outgoing_transfer(
-                conn, kind=PaymentKind.P2P, member=member, key=key, payer=payer, payee=payee, amount=amount
-            )
-
-        return self._idempotent(member, key, "payments.p2p", request, work, amount.currency)
+        return self._single(Transfer(key, payer_wallet_id, payee_wallet_id, amount), member, owner)
 
     def pay_merchant(
         self,
@@ -778,44 +800,7 @@ class PaymentsService:
         owner: str | None = None,
     ) -> PaymentResult:
         """Pay a merchant from the wallet, or from a registered funding source (the credit line)."""
-        request = {
-            "payer": payer_wallet_id,
-            "merchant": merchant_wallet_id,
-            "amount": amount.to_wire(),
-            "funding": funding,
-        }
-
-        def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
-            if payer_wallet_id == merchant_wallet_id:
-                raise errors.SelfTransfer("payer and merchant are the same wallet", field="merchant_wallet_id")
-            source = None
-            if funding != "wallet":
-                source = self.funding_sources.get(funding)
-                if source is None:
-                    raise errors.FundingSourceUnavailable(f"no funding source {funding!r}", field="funding")
-            payer = self._wallet(conn, payer_wallet_id, owner=owner, role="payer")
-            merchant = self._wallet(conn, merchant_wallet_id, role="merchant")
-            if merchant.customer_kind != CustomerKind.MERCHANT:
-                raise errors.WalletKindMismatch(
-                    f"wallet {merchant_wallet_id} is not a merchant's", field="merchant_wallet_id"
-                )
-            self._amount(amount, payer)
-            self._amount(amount, merchant)
-            fee = merchant_fee(amount.amount_minor, int(merchant.fee_bps or 0))
-            return self._outgoing_transfer(
-                conn,
-                kind=PaymentKind.MERCHANT,
-                member=member,
-                key=key,
-                payer=payer,
-                payee=merchant,
-                amount=amount,
-                fee_minor=fee,
-                extra={"merchant_category": merchant.merchant_category},
-                funding=source,
-            )
-
-        return self._idempotent(member, key, "payments.merchant", request, work, amount.currency)
+        return self._single(MerchantPayment(key, payer_wallet_id, merchant_wallet_id, amount, funding), member, owner)
 
     def pay_bill(
         self,
@@ -830,40 +815,165 @@ class PaymentsService:
         owner: str | None = None,
     ) -> PaymentResult:
         """Pay a registered biller; the reference must match the biller's format."""
-        request = {
-            "payer": payer_wallet_id,
-            "biller": biller_wallet_id,
-            "reference": reference,
-            "amount": amount.to_wire(),
-            "due_date": due_date.isoformat() if due_date else None,
-        }
+        return self._single(
+            BillPayment(key, payer_wallet_id, biller_wallet_id, reference, amount, due_date), member, owner
+        )
 
-        def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
-            payer = self._wallet(conn, payer_wallet_id, owner=owner, role="payer")
-            biller = self._wallet(conn, biller_wallet_id, role="biller")
-            if biller.customer_kind != CustomerKind.BILLER:
-                raise errors.WalletKindMismatch(
-                    f"wallet {biller_wallet_id} is not a biller's", field="biller_wallet_id"
-                )
-            pattern = biller.reference_pattern or r"[0-9A-Za-z-]{1,64}"
-            if len(reference) > 64 or not re.fullmatch(pattern, reference):
-                raise errors.BillerReferenceInvalid(
-                    f"reference does not match the biller's format {pattern}", field="reference"
-                )
-            self._amount(amount, payer)
-            self._amount(amount, biller)
+    def submit_batch(self, requests: Sequence[PaymentRequest], *, member: str) -> list[PaymentResult]:
+        """Many merchant payments, bill payments, transfers and top-ups at once: one result per request, in
+        order, each the status code and body the single method (`pay_merchant`, `pay_bill`, `transfer`,
+        `top_up`) would have answered had the requests been sent one by one in this order.
+
+        One transaction for the whole batch (joining the caller's `Database.batch()` when one is open); reads
+        and writes are set-based and all ledger entries go to the ledger in one call. A request refused by
+        validation answers its error as a value (`{"error": {...}}` with the error's HTTP status) and stores
+        nothing; it never stops the others. Top-ups are recorded in their own short transaction first, so
+        that the rail is called only for instructions already on file, as `top_up` does (inside a caller's
+        `Database.batch()` that transaction is the caller's, as it is for `top_up`); a rail that raises
+        leaves its top-up pending instead of failing the batch. Credit-line merchant payments run through
+        the single path at their place in the batch. At most `PAYMENT_BATCH_MAX` requests (and no more than
+        the ledger's batch bound), else `request.limit_exceeded` for the whole batch. See payments/README.md.
+        """
+        answers = PaymentBatch(self, requests, member).run()
+        return [PaymentResult(status, body, replayed=replayed) for status, body, replayed in answers]
+
+    def _single(self, request: PaymentRequest, member: str, owner: str | None) -> PaymentResult:
+        """One request through its own transaction (the single path)."""
+        work = self._work(request, member, owner)
+        result = self._idempotent(
+            member, request.key, request.operation, request.request(), work, request.amount.currency
+        )
+        if isinstance(request, TopUp):
+            return self._send_to_rail(result, "collect", request.bank_account_token)
+        return result
+
+    def _work(
+        self, request: PaymentRequest, member: str, owner: str | None
+    ) -> Callable[[Connection, str], tuple[int, dict[str, Any]]]:
+        """The single path's unit of work for a request: validate, then pay (or record a rail payment)."""
+
+        def wallets(conn: Connection) -> Callable[[str], Any]:
+            return lambda wallet_id: repo.wallet_row(conn, wallet_id)
+
+        def transfer(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
+            assert isinstance(request, Transfer)
+            payer, payee = self._transfer_parties(wallets(conn), request, owner)
+            return self._outgoing_transfer(
+                conn, kind=PaymentKind.P2P, member=member, key=request.key, payer=payer, payee=payee,
+                amount=request.amount,
+            )  # fmt: skip
+
+        def merchant_payment(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
+            assert isinstance(request, MerchantPayment)
+            source, payer, merchant, fee = self._merchant_parties(wallets(conn), request, owner)
+            return self._outgoing_transfer(
+                conn,
+                kind=PaymentKind.MERCHANT,
+                member=member,
+                key=request.key,
+                payer=payer,
+                payee=merchant,
+                amount=request.amount,
+                fee_minor=fee,
+                extra={"merchant_category": merchant.merchant_category},
+                funding=source,
+            )
+
+        def bill_payment(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
+            assert isinstance(request, BillPayment)
+            payer, biller = self._bill_parties(wallets(conn), request, owner)
             return self._outgoing_transfer(
                 conn,
                 kind=PaymentKind.BILL,
                 member=member,
-                key=key,
+                key=request.key,
                 payer=payer,
                 payee=biller,
-                amount=amount,
-                extra={"biller_reference": reference, "bill_due_date": due_date},
+                amount=request.amount,
+                extra={"biller_reference": request.reference, "bill_due_date": request.due_date},
             )
 
-        return self._idempotent(member, key, "payments.bill", request, work, amount.currency)
+        def top_up(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
+            assert isinstance(request, TopUp)
+            wallet = self._top_up_wallet(wallets(conn), request, owner)
+            return self._finish(conn, self._top_up_row(request, member, wallet, self._business_date(conn)), [])
+
+        if isinstance(request, Transfer):
+            return transfer
+        if isinstance(request, MerchantPayment):
+            return merchant_payment
+        if isinstance(request, BillPayment):
+            return bill_payment
+        return top_up
+
+    # Validation, shared by the single and the batch path: `find` reads a wallet row by id (None if unknown).
+
+    def _transfer_parties(
+        self, find: Callable[[str], Any], request: Transfer, owner: str | None = None
+    ) -> tuple[Any, Any]:
+        if request.payer_wallet_id == request.payee_wallet_id:
+            raise errors.SelfTransfer("payer and payee are the same wallet", field="payee_wallet_id")
+        payer = self._checked_wallet(find(request.payer_wallet_id), request.payer_wallet_id, owner=owner, role="payer")
+        payee = self._checked_wallet(find(request.payee_wallet_id), request.payee_wallet_id, role="payee")
+        self._amount(request.amount, payer)
+        self._amount(request.amount, payee)
+        return payer, payee
+
+    def _merchant_parties(
+        self, find: Callable[[str], Any], request: MerchantPayment, owner: str | None = None
+    ) -> tuple[FundingSource | None, Any, Any, int]:
+        """(funding source or None for the wallet, payer, merchant, fee)."""
+        if request.payer_wallet_id == request.merchant_wallet_id:
+            raise errors.SelfTransfer("payer and merchant are the same wallet", field="merchant_wallet_id")
+        source = None
+        if request.funding != "wallet":
+            source = self.funding_sources.get(request.funding)
+            if source is None:
+                raise errors.FundingSourceUnavailable(f"no funding source {request.funding!r}", field="funding")
+        payer = self._checked_wallet(find(request.payer_wallet_id), request.payer_wallet_id, owner=owner, role="payer")
+        merchant = self._checked_wallet(find(request.merchant_wallet_id), request.merchant_wallet_id, role="merchant")
+        if merchant.customer_kind != CustomerKind.MERCHANT:
+            raise errors.WalletKindMismatch(
+                f"wallet {request.merchant_wallet_id} is not a merchant's", field="merchant_wallet_id"
+            )
+        self._amount(request.amount, payer)
+        self._amount(request.amount, merchant)
+        return source, payer, merchant, merchant_fee(request.amount.amount_minor, int(merchant.fee_bps or 0))
+
+    def _bill_parties(
+        self, find: Callable[[str], Any], request: BillPayment, owner: str | None = None
+    ) -> tuple[Any, Any]:
+        payer = self._checked_wallet(find(request.payer_wallet_id), request.payer_wallet_id, owner=owner, role="payer")
+        biller = self._checked_wallet(find(request.biller_wallet_id), request.biller_wallet_id, role="biller")
+        if biller.customer_kind != CustomerKind.BILLER:
+            raise errors.WalletKindMismatch(
+                f"wallet {request.biller_wallet_id} is not a biller's", field="biller_wallet_id"
+            )
+        pattern = biller.reference_pattern or r"[0-9A-Za-z-]{1,64}"
+        if len(request.reference) > 64 or not re.fullmatch(pattern, request.reference):
+            raise errors.BillerReferenceInvalid(
+                f"reference does not match the biller's format {pattern}", field="reference"
+            )
+        self._amount(request.amount, payer)
+        self._amount(request.amount, biller)
+        return payer, biller
+
+    def _top_up_wallet(self, find: Callable[[str], Any], request: TopUp, owner: str | None = None) -> Any:
+        wallet = self._checked_wallet(find(request.wallet_id), request.wallet_id, owner=owner)
+        self._amount(request.amount, wallet)
+        return wallet
+
+    def _top_up_row(self, request: TopUp, member: str, wallet: Any, bd: date) -> dict[str, Any]:
+        return self._rail_payment(
+            PaymentKind.TOP_UP,
+            member,
+            request.key,
+            request.amount,
+            bd,
+            request.bank_account_token,
+            payee_wallet_id=wallet.id,
+            payee_customer_id=wallet.customer_id,
+        )
 
     def refund(
         self, *, member: str, key: str, payment_id: str, amount: Money, owner: str | None = None
@@ -969,25 +1079,7 @@ class PaymentsService:
         self, *, member: str, key: str, wallet_id: str, amount: Money, bank_account_token: str, owner: str | None = None
     ) -> PaymentResult:
         """Collect from the customer's bank account; the wallet is credited only when the rail settles."""
-        request = {"wallet": wallet_id, "amount": amount.to_wire(), "bank_account": bank_account_token}
-
-        def work(conn: Connection, _hash: str) -> tuple[int, dict[str, Any]]:
-            wallet = self._wallet(conn, wallet_id, owner=owner)
-            self._amount(amount, wallet)
-            row = self._rail_payment(
-                PaymentKind.TOP_UP,
-                member,
-                key,
-                amount,
-                self._business_date(conn),
-                bank_account_token,
-                payee_wallet_id=wallet.id,
-                payee_customer_id=wallet.customer_id,
-            )
-            return self._finish(conn, row, [])
-
-        result = self._idempotent(member, key, "payments.top_up", request, work, amount.currency)
-        return self._send_to_rail(result, "collect", bank_account_token)
+        return self._single(TopUp(key, wallet_id, amount, bank_account_token), member, owner)
 
     def withdraw(
         self, *, member: str, key: str, wallet_id: str, amount: Money, bank_account_token: str, owner: str | None = None
@@ -1097,59 +1189,57 @@ class PaymentsService:
         if known is None:
             raise errors.RailInstructionNotFound(f"no instruction {end_to_end_id}")
         self.ensure_house_accounts(known.currency)
+        return self.db.run(lambda conn: self._apply_rail_outcome_in(conn, end_to_end_id, outcome))
 
-        def work(conn: Connection) -> PaymentResult:
-            row = repo.payment_by_end_to_end(conn, end_to_end_id, lock=True)
-            if row is None:
-                raise errors.RailInstructionNotFound(f"no instruction {end_to_end_id}")
-            now = self.clock.now()
-            bd = self._business_date(conn)
-            status = PaymentStatus(row.status)
-            if status in (PaymentStatus.COMPLETED, PaymentStatus.REJECTED):
-                return PaymentResult(200, self._payment_json(row), replayed=True)
-            if status is PaymentStatus.RELEASED:
-                if outcome is RailOutcome.SETTLED and row.error_code is None:
-                    self._suspense_break(conn, row, bd)
-                return PaymentResult(200, self._payment_json(repo.payment_row(conn, row.id)))
-            if outcome in (RailOutcome.TIMEOUT, RailOutcome.ACCEPTED):
-                new_status = PaymentStatus.UNKNOWN if outcome is RailOutcome.TIMEOUT else PaymentStatus.PENDING
-                repo.update_payment(conn, row.id, now, status=new_status.value)
-            elif row.kind == PaymentKind.TOP_UP:
-                if outcome is RailOutcome.SETTLED:
-                    settlement = self.house_account("settlement", row.currency)
-                    wallet = repo.wallet_row(conn, row.payee_wallet_id)
-                    entry = self._post(
-                        conn,
-                        [
-                            PostEntry(
-                                LEDGER_MEMBER,
-                                f"payments:{row.id}:settle",
-                                (
-                                    PostingSpec(settlement, Side.DEBIT, int(row.amount_minor), row.currency),
-                                    PostingSpec(
-                                        int(wallet.ledger_account_id), Side.CREDIT, int(row.amount_minor), row.currency
-                                    ),
-                                ),
-                                f"top-up {row.id}",
-                            )
-                        ],
-                    )[0]
-                    self._mark_settled(conn, row.id, entry.entry_seq, bd)
-                else:
-                    self._mark_rail_rejected(conn, row.id)
-            elif outcome is RailOutcome.SETTLED:  # a withdrawal the bank paid
-                posted = self._post(
-                    conn,
-                    [PostHold(LEDGER_MEMBER, f"payments:{row.id}:settle", row.hold_id, None, f"withdrawal {row.id}")],
-                )[0]
-                self._mark_settled(conn, row.id, posted.entry_seq, bd)
-            else:  # a withdrawal the bank rejected
-                self._post(conn, [VoidHold(LEDGER_MEMBER, f"payments:{row.id}:void", row.hold_id)])
-                self._return_usage(conn, row)
-                self._mark_rail_rejected(conn, row.id)
+    def _apply_rail_outcome_in(self, conn: Connection, end_to_end_id: str, outcome: RailOutcome) -> PaymentResult:
+        """`apply_rail_outcome` inside the caller's transaction (house accounts already ensured)."""
+        row = repo.payment_by_end_to_end(conn, end_to_end_id, lock=True)
+        if row is None:
+            raise errors.RailInstructionNotFound(f"no instruction {end_to_end_id}")
+        now = self.clock.now()
+        bd = self._business_date(conn)
+        status = PaymentStatus(row.status)
+        if status in (PaymentStatus.COMPLETED, PaymentStatus.REJECTED):
+            return PaymentResult(200, self._payment_json(row), replayed=True)
+        if status is PaymentStatus.RELEASED:
+            if outcome is RailOutcome.SETTLED and row.error_code is None:
+                self._suspense_break(conn, row, bd)
             return PaymentResult(200, self._payment_json(repo.payment_row(conn, row.id)))
+        if outcome in (RailOutcome.TIMEOUT, RailOutcome.ACCEPTED):
+            new_status = PaymentStatus.UNKNOWN if outcome is RailOutcome.TIMEOUT else PaymentStatus.PENDING
+            repo.update_payment(conn, row.id, now, status=new_status.value)
+        elif row.kind == PaymentKind.TOP_UP:
+            if outcome is RailOutcome.SETTLED:
+                wallet = repo.wallet_row(conn, row.payee_wallet_id)
+                entry = self._post(
+                    conn, [self._top_up_settle_entry(row.id, int(row.amount_minor), row.currency, wallet)]
+                )[0]
+                self._mark_settled(conn, row.id, entry.entry_seq, bd)
+            else:
+                self._mark_rail_rejected(conn, row.id)
+        elif outcome is RailOutcome.SETTLED:  # a withdrawal the bank paid
+            posted = self._post(
+                conn,
+                [PostHold(LEDGER_MEMBER, f"payments:{row.id}:settle", row.hold_id, None, f"withdrawal {row.id}")],
+            )[0]
+            self._mark_settled(conn, row.id, posted.entry_seq, bd)
+        else:  # a withdrawal the bank rejected
+            self._post(conn, [VoidHold(LEDGER_MEMBER, f"payments:{row.id}:void", row.hold_id)])
+            self._return_usage(conn, row)
+            self._mark_rail_rejected(conn, row.id)
+        return PaymentResult(200, self._payment_json(repo.payment_row(conn, row.id)))
 
-        return self.db.run(work)
+    def _top_up_settle_entry(self, payment_id: str, amount_minor: int, currency: str, wallet: Any) -> PostEntry:
+        """The money the bank collected moves from settlement into the wallet."""
+        return PostEntry(
+            LEDGER_MEMBER,
+            f"payments:{payment_id}:settle",
+            (
+                PostingSpec(self.house_account("settlement", currency), Side.DEBIT, amount_minor, currency),
+                PostingSpec(int(wallet.ledger_account_id), Side.CREDIT, amount_minor, currency),
+            ),
+            f"top-up {payment_id}",
+        )
 
     def _mark_settled(self, conn: Connection, payment_id: str, entry_seq: int | None, bd: date) -> None:
         repo.update_payment(
@@ -1385,6 +1475,15 @@ def settlement_ledger_items(rows: Sequence[Any], statement: BankStatement, as_of
     return items
 
 
+#: Columns `_payment_json` shows only when they hold a value.
+_PAYMENT_JSON_OPTIONAL = (
+    "merchant_category",
+    "biller_reference",
+    "original_payment_id",
+    "end_to_end_id",
+    "entry_seq",
+    "error_code",
+)
 _REJECTION_MESSAGES = {
     errors.InsufficientFunds.code: "the wallet's available balance does not cover the payment",
     errors.MerchantInsufficientFunds.code: "the merchant's wallet cannot cover the refund",

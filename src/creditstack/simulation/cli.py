@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import date
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -11,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from creditstack.app.clikit import date_option, print_json
 from creditstack.core.settings import get_settings
+from creditstack.simulation import engine
 from creditstack.simulation.engine import DEFAULT_SEED, SimulationConfig, open_simulation, summarise
 
 out = Console()
@@ -24,6 +27,13 @@ def simulate(
     start: Annotated[str | None, typer.Option("--start", help="First day, YYYY-MM-DD (default 2026-01-01)")] = None,
     url: Annotated[str, typer.Option("--url", help="Platform database URL (default: the configured one)")] = "",
     store: Annotated[str, typer.Option("--store", help="Simulation store URL (default: var/simulation.db)")] = "",
+    training_set: Annotated[
+        Path | None,
+        typer.Option(
+            "--training-set",
+            help="Keep month-start feature vectors and write them with ground-truth labels to this CSV",
+        ),
+    ] = None,
 ) -> None:
     """Simulate consumers paying, borrowing and repaying, and banks co-funding, day by day through the
     platform's services. Resumable: run the same command again to continue after a stop. Prints a summary
@@ -32,7 +42,11 @@ def simulate(
     if url:
         settings = settings.model_copy(update={"database_url": url})
     config = SimulationConfig(
-        seed=seed, consumers=consumers, months=months, start=date_option(start, "--start") or date(2026, 1, 1)
+        seed=seed,
+        consumers=consumers,
+        months=months,
+        start=date_option(start, "--start") or date(2026, 1, 1),
+        training_snapshots=training_set is not None,
     )
     with open_simulation(settings, config, store_url=store or None) as sim:
         days = sim.days()
@@ -46,4 +60,18 @@ def simulate(
         ) as progress:
             task = progress.add_task(str(config.start), total=len(days))
             sim.run(lambda day: progress.update(task, advance=1, description=day.isoformat()))
+        if training_set is not None:
+            rows = engine.training_set(sim)
+            write_csv(training_set, rows)
+            err.print(f"{len(rows)} training rows written to {training_set}")
         print_json(out, summarise(sim))
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        if not rows:
+            return
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

@@ -21,6 +21,7 @@ the summary counts, as a real client would see them.
 from __future__ import annotations
 
 import calendar
+import math
 import time as time_module
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -39,6 +41,13 @@ from creditstack.core.clock import FixedClock
 from creditstack.core.errors import CreditstackError
 from creditstack.core.money import CNY, Money
 from creditstack.core.settings import Settings
+from creditstack.payments.domain import (
+    PAYMENT_BATCH_MAX,
+    BillPayment,
+    MerchantPayment,
+    PaymentRequest,
+    TopUp,
+)
 from creditstack.payments.service import Income
 from creditstack.simulation import population as pop
 from creditstack.simulation import rng
@@ -74,7 +83,8 @@ class SimulationOutOfStep(CreditstackError):
 class MonthEndHook(Protocol):
     """Work the economy does at each month end after the platform's end of day."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def __call__(self, platform: Platform, month_end: date) -> None: ...
 
@@ -111,6 +121,9 @@ class SimulationConfig:
     consumers: int = 2_000
     months: int = 12
     start: date = date(2026, 1, 1)
+    #: Keep each month start's feature vectors of every consumer (the scoring feature store's, as of that
+    #: date) in the simulation store, for training and judging models against the ground truth.
+    training_snapshots: bool = False
 
     @property
     def end(self) -> date:
@@ -170,7 +183,7 @@ class Simulation:
         self.last_applied: dict[int, date] = {}
         self.worst: dict[str, tuple[int, date | None]] = {}
         self.closed: set[str] = set()
-        self.phase_seconds: Counter[str] = Counter()
+        self.phase_seconds: dict[str, float] = defaultdict(float)
         self.open_until: dict[str, date] = {}  # a loan is taken as running to its term (lines: for ever)
         self._load()
 
@@ -364,11 +377,30 @@ class Simulation:
                 self.platform.lending.eod.run()
         with self._phase("settlement"):
             self.platform.colending.settle()
+        with self._phase("features"):
+            self.platform.scoring.process_all()
         if (day + timedelta(days=1)).day == 1:
             for hook in self.hooks:
                 with self._phase(hook.name):
                     hook(self.platform, day)
+            if self.config.training_snapshots:
+                with self._phase("training_snapshots"):
+                    self._snapshot_features(day + timedelta(days=1))
         self.store.finish_day(day)
+
+    def _snapshot_features(self, as_of: date) -> None:
+        """Every registered consumer's feature vector as of `as_of` from the scoring feature store."""
+        number = {customer: n for n, (customer, _) in self.consumers.items()}
+        rows: list[dict[str, Any]] = []
+        _, pages = self.platform.scoring.population(as_of, "store")
+        for page in pages:
+            for vector in page:
+                n = number.get(vector.customer_id)
+                if n is None:
+                    continue
+                values = {k: (None if math.isnan(v) else v) for k, v in vector.values.items()}  # NaN → null
+                rows.append({"as_of": as_of, "consumer": n, "customer_id": vector.customer_id, "features": values})
+        self.store.save_feature_rows(as_of, rows)
 
     # ------------------------------------------------------------ planning (reads the platform)
 
@@ -399,7 +431,7 @@ class Simulation:
         risk = p.risk[ids.astype(np.int64)] if len(ids) else np.zeros(0)
         shock = p.in_shock(month)[ids.astype(np.int64)] if len(ids) else np.zeros(0, dtype=np.int8)
         defaulted = p.defaulted(month)[ids.astype(np.int64)] if len(ids) else np.zeros(0, dtype=bool)
-        on_time = late_u < 1.0 / (1.0 + np.exp(-(2.4 - 0.9 * risk - 1.2 * (shock > 0))))
+        on_time = late_u < 1.0 / (1.0 + np.exp(-(2.6 - 1.4 * risk - 1.2 * (shock > 0))))
         for k, pos in enumerate(positions):
             ref, dpd = pos["account_id"], pos["days_past_due"]
             if not known[k]:
@@ -454,6 +486,7 @@ class Simulation:
         p = self.population
         pay = self.platform.payments
         joining = np.nonzero(p.join_day == offset)[0]
+        openings: list[tuple[str, PaymentRequest]] = []
         for n in joining.tolist():
             if n in self.consumers:
                 continue
@@ -478,18 +511,18 @@ class Simulation:
             today.parties.append(self._party("consumer", n, customer, wallet, day))
             today.count("register:completed")
             opening = int(p.income_monthly_minor[n]) // 2 // 100 * 100  # what they bring: half a month's pay
-            self._payment(
-                today,
-                "opening_top_up",
-                lambda n=n, opening=opening: pay.top_up(
-                    member=MEMBER,
-                    key=self.key(day, n, "opening-top-up"),
-                    wallet_id=self.consumers[n][1],
-                    amount=Money(opening, CNY),
-                    bank_account_token=f"simbank{n}",
-                ),
-                opening,
+            openings.append(
+                (
+                    "opening_top_up",
+                    TopUp(
+                        key=self.key(day, n, "opening-top-up"),
+                        wallet_id=wallet,
+                        amount=Money(opening, CNY),
+                        bank_account_token=f"simbank{n}",
+                    ),
+                )
             )
+        self._submit(today, openings)
 
     def _incomes(self, day: date, month: int, active: np.ndarray, today: _Day) -> None:
         p = self.population
@@ -517,24 +550,26 @@ class Simulation:
         )
         into_wallet = np.minimum(1.0, p.spend_share[active] + WALLET_BUFFER + 0.04)
         amount_minor = np.rint(amount * into_wallet / 100).astype(np.int64) * 100  # whole yuan
+        batch: list[tuple[str, PaymentRequest]] = []
         for k in np.nonzero(pays & (amount_minor > 0))[0].tolist():
             n = int(active[k])
-            self._payment(
-                today,
-                "income",
-                lambda n=n, amt=int(amount_minor[k]): self.platform.payments.top_up(
-                    member=MEMBER,
-                    key=self.key(day, n, "income"),
-                    wallet_id=self.consumers[n][1],
-                    amount=Money(amt, CNY),
-                    bank_account_token=f"simbank{n}",
-                ),
-                int(amount_minor[k]),
+            batch.append(
+                (
+                    "income",
+                    TopUp(
+                        key=self.key(day, n, "income"),
+                        wallet_id=self.consumers[n][1],
+                        amount=Money(int(amount_minor[k]), CNY),
+                        bank_account_token=f"simbank{n}",
+                    ),
+                )
             )
+        self._submit(today, batch)
 
     def _bills(self, day: date, month: int, active: np.ndarray, today: _Day) -> None:
         p = self.population
         ids = active.astype(np.uint64)
+        batch: list[tuple[str, PaymentRequest]] = []
         for b, (_, _, issue_day, due_days) in enumerate(pop.BILLERS):
             for back in (0, 1):  # this month's bill, and last month's paid late
                 bill_month = month - back
@@ -545,7 +580,7 @@ class Simulation:
                 due = issued + timedelta(days=due_days)
                 shock = p.in_shock(bill_month)[active]
                 defaulted = p.defaulted(bill_month)[active]
-                x = -2.4 + 0.9 * p.risk[active] + 1.3 * (shock > 0) + 1.5 * defaulted
+                x = -2.6 + 1.4 * p.risk[active] + 1.3 * (shock > 0) + 1.5 * defaulted
                 late = rng.uniform(p.seed, S_BILL_LATE + b, ids, bill_month) < 1.0 / (1.0 + np.exp(-x))
                 draw = rng.keyed(p.seed, S_BILL_DAYS + b, ids, bill_month)
                 early = (draw % np.uint64(6)).astype(np.int64)
@@ -562,21 +597,20 @@ class Simulation:
                 )
                 for k in np.nonzero(pay_today)[0].tolist():
                     n = int(active[k])
-                    amount = int(amounts[k])
-                    self._payment(
-                        today,
-                        "bill",
-                        lambda n=n, amount=amount, b=b, due=due, bill_month=bill_month: self.platform.payments.pay_bill(
-                            member=MEMBER,
-                            key=self.key(day, n, f"bill{b}m{bill_month}"),
-                            payer_wallet_id=self.consumers[n][1],
-                            biller_wallet_id=self.billers[b],
-                            reference=f"{n:010d}",
-                            amount=Money(amount, CNY),
-                            due_date=due,
-                        ),
-                        amount,
+                    batch.append(
+                        (
+                            "bill",
+                            BillPayment(
+                                key=self.key(day, n, f"bill{b}m{bill_month}"),
+                                payer_wallet_id=self.consumers[n][1],
+                                biller_wallet_id=self.billers[b],
+                                reference=f"{n:010d}",
+                                amount=Money(int(amounts[k]), CNY),
+                                due_date=due,
+                            ),
+                        )
                     )
+        self._submit(today, batch)
 
     def _purchases(self, day: date, month: int, active: np.ndarray, today: _Day) -> None:
         p = self.population
@@ -589,6 +623,7 @@ class Simulation:
         weights = p.category_weights[active].copy()
         weights[:, 5] *= np.where(shock == 2, 6.0, 1.0)  # the ill spend at hospitals
         has_line = np.array([any(kind == "line" for _, kind in self.accounts.get(int(n), ())) for n in active])
+        batch: list[tuple[str, PaymentRequest]] = []
         for j in range(PURCHASES_PER_DAY_MAX):
             buying = count > j
             if not buying.any():
@@ -601,22 +636,20 @@ class Simulation:
             on_line = has_line & (rng.uniform(p.seed, S_BUY_LINE + j, ids, d) < p.line_use[active])
             for k in np.nonzero(buying)[0].tolist():
                 n = int(active[k])
-                amt = int(amount[k])
-                funding = "credit_line" if on_line[k] else "wallet"
                 shop = int(category[k]) * pop.MERCHANTS_PER_CATEGORY + int(merchant[k])
-                self._payment(
-                    today,
-                    "purchase_line" if on_line[k] else "purchase",
-                    lambda n=n, amt=amt, funding=funding, m=shop, j=j: self.platform.payments.pay_merchant(
-                        member=MEMBER,
-                        key=self.key(day, n, f"buy{j}"),
-                        payer_wallet_id=self.consumers[n][1],
-                        merchant_wallet_id=self.merchants[m],
-                        amount=Money(amt, CNY),
-                        funding=funding,
-                    ),
-                    amt,
+                batch.append(
+                    (
+                        "purchase_line" if on_line[k] else "purchase",
+                        MerchantPayment(
+                            key=self.key(day, n, f"buy{j}"),
+                            payer_wallet_id=self.consumers[n][1],
+                            merchant_wallet_id=self.merchants[shop],
+                            amount=Money(int(amount[k]), CNY),
+                            funding="credit_line" if on_line[k] else "wallet",
+                        ),
+                    )
                 )
+        self._submit(today, batch)
 
     def _applications(self, day: date, month: int, active: np.ndarray, today: _Day) -> None:
         p = self.population
@@ -708,6 +741,20 @@ class Simulation:
                 {"ref": ref, "consumer": n, "kind": kind, "opened_on": day, "term_months": term, "worst_dpd": 0}
             )
             today.count(f"open:{kind}", amount)
+            if kind == "loan":  # a cash loan is for spending elsewhere: the borrower takes it to the bank
+                self._payment(
+                    today,
+                    "withdrawal",
+                    partial(
+                        self.platform.payments.withdraw,
+                        member=MEMBER,
+                        key=self.key(day, n, "withdraw-loan"),
+                        wallet_id=self.consumers[n][1],
+                        amount=Money(amount, CNY),
+                        bank_account_token=f"simbank{n}",
+                    ),
+                    amount,
+                )
 
     def _repayments(self, day: date, plan: list[Any], today: _Day) -> None:
         lending = self.platform.lending
@@ -722,8 +769,12 @@ class Simulation:
                 self._lending_call(
                     today,
                     "recovery",
-                    lambda ref=ref, amount=amount, n=n: lending.recover(
-                        member=MEMBER, key=self.key(day, n, f"recover:{ref}"), account_id=ref, amount_minor=amount
+                    partial(
+                        lending.recover,
+                        member=MEMBER,
+                        key=self.key(day, n, f"recover:{ref}"),
+                        account_id=ref,
+                        amount_minor=amount,
                     ),
                     amount,
                 )
@@ -731,7 +782,8 @@ class Simulation:
             ok = self._lending_call(
                 today,
                 f"repay_{source}",
-                lambda ref=ref, amount=amount, n=n, source=source: lending.repay(
+                partial(
+                    lending.repay,
                     member=MEMBER,
                     key=self.key(day, n, f"repay:{ref}"),
                     account_id=ref,
@@ -744,7 +796,8 @@ class Simulation:
                 self._lending_call(
                     today,
                     "repay_external",
-                    lambda ref=ref, amount=amount, n=n: lending.repay(
+                    partial(
+                        lending.repay,
                         member=MEMBER,
                         key=self.key(day, n, f"repay-bank:{ref}"),
                         account_id=ref,
@@ -755,6 +808,20 @@ class Simulation:
                 )
 
     # ------------------------------------------------------------ outcomes
+
+    def _submit(self, today: _Day, batch: Sequence[tuple[str, PaymentRequest]]) -> None:
+        """One kind of the day's payments through the payments batch path, and each outcome counted."""
+        pay = self.platform.payments
+        for start in range(0, len(batch), PAYMENT_BATCH_MAX):
+            chunk = batch[start : start + PAYMENT_BATCH_MAX]
+            results = pay.submit_batch([request for _, request in chunk], member=MEMBER)
+            for (kind, request), result in zip(chunk, results, strict=True):
+                error = result.body.get("error") if not result.ok else None
+                if error is not None and "status" not in result.body:
+                    today.count(f"{kind}:error:{error['code']}")
+                    continue
+                status = str(result.body.get("status", result.status_code))
+                today.count(f"{kind}:{status}", request.amount.amount_minor if result.ok else 0)
 
     @staticmethod
     def _payment(today: _Day, kind: str, call: Callable[[], Any], amount_minor: int) -> bool:
@@ -886,3 +953,38 @@ def open_simulation(
             platform.close()
     finally:
         store.close()
+
+
+def training_set(sim: Simulation) -> list[dict[str, Any]]:
+    """Rows (consumer, observation date) for scoring: the feature store's vector as of each month start,
+    the label `bad_12m` — a default episode starting within the twelve months from the observation date
+    (the ground truth, known for every consumer: applicants who were declined, and people who never applied,
+    included) — whether the consumer applied for credit in the month after it, whether any of their accounts
+    went 90+ days past due within twelve months (observed, borrowers only), and the protected attribute
+    (`female`) for fairness reports — never a model input."""
+    months_ahead = sim.population.months + 12
+    truth = pop.build(sim.config.seed, sim.config.consumers, sim.config.start, months_ahead)
+    applied: dict[int, list[date]] = defaultdict(list)
+    for app in sim.store.applications():
+        applied[app.consumer].append(app.day)
+    reached: dict[int, list[date]] = defaultdict(list)
+    for account in sim.store.accounts():
+        if account.reached_90_on is not None:
+            reached[account.consumer].append(account.reached_90_on)
+    rows = []
+    for row in sim.store.feature_rows():
+        n, as_of = int(row.consumer), row.as_of
+        month = truth.month_of(as_of)
+        horizon = add_months(as_of, 12)
+        rows.append(
+            {
+                "consumer": n,
+                "as_of": as_of.isoformat(),
+                **{k: v for k, v in row.features.items()},
+                "applied_next_month": int(any(as_of <= d < add_months(as_of, 1) for d in applied.get(n, ()))),
+                "observed_90dpd_12m": int(any(as_of <= d < horizon for d in reached.get(n, ()))),
+                "female": int(truth.female[n]),
+                "bad_12m": int(month <= truth.default_month[n] < month + 12),
+            }
+        )
+    return rows

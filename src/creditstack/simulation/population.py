@@ -222,9 +222,13 @@ def _sigmoid(x: F64) -> F64:
 
 def build(seed: int, size: int, start: date, months: int) -> Population:
     ids = np.arange(size, dtype=np.uint64)
-    u = lambda stream: rng.uniform(seed, stream, ids)  # noqa: E731 - a local shorthand
+
+    def u(stream: int) -> F64:
+        return rng.uniform(seed, stream, ids)
+
     shares = np.cumsum([s.share for s in SEGMENTS])
-    segment = np.searchsorted(shares / shares[-1], u(_S_SEGMENT), side="right").astype(np.int64)
+    cut_points = np.asarray(shares / shares[-1], dtype=np.float64)
+    segment = np.searchsorted(cut_points, u(_S_SEGMENT), side="right").astype(np.int64)
     seg = [SEGMENTS[k] for k in range(len(SEGMENTS))]
     median = np.array([s.income_median_cny for s in seg])[segment]
     sigma = np.array([s.income_sigma for s in seg])[segment]
@@ -245,7 +249,7 @@ def build(seed: int, size: int, start: date, months: int) -> Population:
         monthly_days[(pay_draw % np.uint64(len(monthly_days))).astype(np.int64)].astype(np.int64),
     )
     payday = np.where(segment == 2, 1, payday)  # allowances on the 1st
-    spend_share = np.clip(0.55 + 0.12 * rng.normal(seed, _S_SPEND, ids) + 0.05 * risk, 0.25, 0.95)
+    spend_share = np.clip(0.55 + 0.10 * rng.normal(seed, _S_SPEND, ids) + 0.08 * risk, 0.25, 0.95)
     purchases = np.array([s.purchases_per_month for s in seg])[segment] * np.exp(
         0.35 * rng.normal(seed, _S_SPEND + 50, ids)
     )
@@ -267,7 +271,7 @@ def build(seed: int, size: int, start: date, months: int) -> Population:
     join_day = np.where(founding, 0, 1 + (rng.keyed(seed, _S_JOIN + 50, ids) % np.uint64(JOIN_SPREAD_DAYS)))
     appetite = np.clip(0.035 * np.exp(0.45 * risk) * np.where(segment == 2, 0.6, 1.0), 0.005, 0.25)
     transactor = u(_S_TRANSACTOR) < _sigmoid(0.4 - 1.1 * risk)
-    line_use = np.clip(0.35 + 0.12 * risk + 0.1 * rng.normal(seed, _S_LINE_USE, ids), 0.05, 0.9)
+    line_use = np.clip(0.35 + 0.2 * risk + 0.1 * rng.normal(seed, _S_LINE_USE, ids), 0.05, 0.9)
 
     shock = np.zeros((size, months), dtype=np.int8)
     default_month = np.full(size, months, dtype=np.int64)

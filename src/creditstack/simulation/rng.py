@@ -71,4 +71,5 @@ def choice(seed: int, stream: int, consumers: npt.ArrayLike, weights: F64, day: 
     u = uniform(seed, stream, consumers, day)
     cumulative = np.cumsum(weights, axis=1)
     cumulative /= cumulative[:, -1:]
-    return np.minimum((cumulative < u[:, None]).sum(axis=1), weights.shape[1] - 1).astype(np.int64)
+    picked = np.minimum((cumulative < u[:, None]).sum(axis=1), weights.shape[1] - 1)
+    return np.asarray(picked, dtype=np.int64)

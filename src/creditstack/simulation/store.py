@@ -52,6 +52,14 @@ parties = sa.Table(
     sa.Column("wallet_id", sa.String(64), nullable=True),
     sa.Column("joined_on", sa.Date, nullable=False),
 )
+feature_rows = sa.Table(
+    "sim_feature_rows",
+    METADATA,
+    sa.Column("as_of", sa.Date, primary_key=True),
+    sa.Column("consumer", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("customer_id", sa.String(64), nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),  # the feature store's vector as of `as_of` (NaN as null)
+)
 accounts = sa.Table(
     "sim_accounts",
     METADATA,
@@ -203,10 +211,10 @@ class SimulationStore:
         self.db.run(work)
 
     def accounts(self) -> list[Any]:
-        return self.db.run(lambda conn: conn.execute(sa.select(accounts)).all(), readonly=True)
+        return self.db.run(lambda conn: list(conn.execute(sa.select(accounts)).all()), readonly=True)
 
     def applications(self) -> list[Any]:
-        return self.db.run(lambda conn: conn.execute(sa.select(applications)).all(), readonly=True)
+        return self.db.run(lambda conn: list(conn.execute(sa.select(applications)).all()), readonly=True)
 
     # ------------------------------------------------------------ the day
 
@@ -237,7 +245,9 @@ class SimulationStore:
                 )
             if record.closed:
                 conn.execute(accounts.update().where(accounts.c.ref.in_(record.closed)).values(closed=True))
-            existing = {r.name: (int(r.count), int(r.amount_minor)) for r in conn.execute(sa.select(counts)).all()}
+            existing = {
+                r.name: (int(r._mapping["count"]), int(r.amount_minor)) for r in conn.execute(sa.select(counts)).all()
+            }
             for name in sorted(set(record.counts) | set(record.amounts)):
                 n, amount = existing.get(name, (0, 0))
                 values = {"count": n + record.counts.get(name, 0), "amount_minor": amount + record.amounts.get(name, 0)}
@@ -260,7 +270,25 @@ class SimulationStore:
 
     def counts(self) -> dict[str, tuple[int, int]]:
         rows = self.db.run(lambda conn: conn.execute(sa.select(counts)).all(), readonly=True)
-        return {r.name: (int(r.count), int(r.amount_minor)) for r in rows}
+        return {r.name: (int(r._mapping["count"]), int(r.amount_minor)) for r in rows}
+
+    # ------------------------------------------------------------ training snapshots
+
+    def save_feature_rows(self, as_of: date, rows: list[dict[str, Any]]) -> None:
+        def work(conn: sa.Connection) -> None:
+            conn.execute(feature_rows.delete().where(feature_rows.c.as_of == as_of))
+            for start in range(0, len(rows), 5_000):
+                conn.execute(feature_rows.insert(), rows[start : start + 5_000])
+
+        self.db.run(work)
+
+    def feature_rows(self) -> list[Any]:
+        return self.db.run(
+            lambda conn: list(
+                conn.execute(sa.select(feature_rows).order_by(feature_rows.c.as_of, feature_rows.c.consumer))
+            ),
+            readonly=True,
+        )
 
     # ------------------------------------------------------------ ground truth
 
@@ -280,7 +308,9 @@ class SimulationStore:
         self.db.run(work)
 
     def truth(self) -> list[Any]:
-        return self.db.run(lambda conn: conn.execute(sa.select(truth).order_by(truth.c.consumer)).all(), readonly=True)
+        return self.db.run(
+            lambda conn: list(conn.execute(sa.select(truth).order_by(truth.c.consumer)).all()), readonly=True
+        )
 
 
 def plan_json(plan: list[Any]) -> str:
