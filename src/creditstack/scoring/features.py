@@ -845,11 +845,15 @@ def _load_states(conn: Connection, customer_ids: set[str]) -> dict[str, Customer
 
 
 def _upsert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...]) -> None:
-    """Multi-row `INSERT … ON CONFLICT (keys) DO UPDATE` — one statement per `UPSERT_ROWS_MAX` rows."""
+    """`INSERT … ON CONFLICT (keys) DO UPDATE` for many rows: one statement, compiled once and executed for
+    every row (executemany; SQLAlchemy batches the rows into multi-row VALUES where the driver allows).
+    A statement with the rows' values inlined was compiled afresh for every batch, and that compilation
+    cost more than the database's work (measured: 11.5 s of a 1,000-consumer simulated month)."""
     if not rows:
         return
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table)
+    updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+    upsert = statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
     for chunk in _chunks(rows, UPSERT_ROWS_MAX):
-        statement = insert(table).values(list(chunk))
-        updates = {name: statement.excluded[name] for name in chunk[0] if name not in keys}
-        conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates))
+        conn.execute(upsert, [dict(row) for row in chunk])
