@@ -1042,8 +1042,10 @@ class LendingService:
 
     def account_months(self, account_refs: Sequence[str], month_end: date | None = None) -> list[dict[str, Any]]:
         """Month-end snapshots of the given accounts (default: the latest month end written): balance, past
-        due, days past due, bucket, status — what co-lending's partner view and reports read."""
-        m = t.snapshots.c
+        due, days past due, bucket, status — what co-lending's partner view and reports read. Found through
+        the accounts' ref index and the snapshots' key (month end, account id): one probe per account, not a
+        scan of the month's snapshot (a partner's portfolio at 100,000 accounts took seconds)."""
+        m, a = t.snapshots.c, t.accounts.c
 
         def work(conn: Connection) -> list[dict[str, Any]]:
             month = month_end or conn.execute(sa.select(sa.func.max(m.month_end))).scalar_one_or_none()
@@ -1053,7 +1055,9 @@ class LendingService:
             refs = list(account_refs)
             for start in range(0, len(refs), 1_000):
                 rows = conn.execute(
-                    sa.select(t.snapshots).where(m.month_end == month, m.ref.in_(refs[start : start + 1_000]))
+                    sa.select(t.snapshots)
+                    .select_from(t.accounts.join(t.snapshots, m.account_id == a.id))
+                    .where(a.ref.in_(refs[start : start + 1_000]), m.month_end == month)
                 ).all()
                 out += [
                     {
