@@ -12,66 +12,37 @@ tests skip with a message — except in CI (CI=true), where they fail.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
-from creditstack.app import demo
-from creditstack.app.main import create_app
 from creditstack.app.platform import Platform, open_platform
 from creditstack.core.clock import FixedClock
-from creditstack.core.money import CNY, Money
 from creditstack.core.security import Role
 from creditstack.core.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
-THROUGH = date(2026, 5, 1)
-TRANSFERS = 55  # more than one page (50) of payment history
-BORROWERS = 15  # the demo's forty, cut: still lines and loans, and two that never pay
-PARTNER, OTHER_PARTNER, PARTNER_MEMBER = "demobank0", "demobank1", "demo-bank-0"
-CHART_TIMEOUT_MS = 15_000
-#: Reports every Content-Security-Policy violation as a console error, which the tests collect.
-CSP_PROBE = (
-    "document.addEventListener('securitypolicyviolation', e => "
-    "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
-)
+
+def _kit() -> Any:
+    import importlib.util
+    import sys
+
+    name = "_console_browser_kit"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_browser_kit.py"))
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
-def _browser_available() -> None:
-    problem = None
-    if not CHROMIUM.exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "playwright is not installed (pip install -e '.[test]')"
-    if problem is not None:
-        if IN_CI:
-            pytest.fail(f"the console's browser tests must run in CI: {problem}")
-        pytest.skip(f"console browser tests skipped: {problem}")
+kit = _kit()
+book = kit.load_sibling("test_console.py", "_console_book")  # the one builder of the console's test book
+START, PARTNER, OTHER_PARTNER, PARTNER_MEMBER = book.START, book.PARTNER, book.OTHER_PARTNER, book.PARTNER_MEMBER
+CHART_TIMEOUT_MS = kit.CHART_TIMEOUT_MS
 
 
 @dataclass
@@ -87,89 +58,20 @@ class Site:
     browser: Any
 
 
-def build_book(platform: Platform) -> None:
-    """The demo's lending book (its merchant registered first; fewer borrowers, to keep the tests quick),
-    closed through `THROUGH`; then three borrowers pay the first line's holder `TRANSFERS` times, so that
-    its payment history runs to two pages (a tier-1 wallet makes at most 20 payments a day)."""
-    demo._customer(
-        platform, "DEMOM0000", kind="merchant", legal_name="Demo Merchant 0", merchant_category="5411", fee_bps=60
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(demo, "LOAN_CONSUMERS", BORROWERS)
-        demo._lending_demo(platform, Console(quiet=True))
-    platform.lending.eod.catch_up(THROUGH)
-    accounts = platform.lending.list_accounts(limit=100)
-    line = next(a for a in accounts if a["kind"] == "line")
-    payers = [a["wallet_id"] for a in accounts if a["customer_id"] != line["customer_id"]][:3]
-    for n in range(TRANSFERS):
-        paid = platform.payments.transfer(
-            member="console-test",
-            key=f"page-{n}",
-            payer_wallet_id=payers[n % len(payers)],
-            payee_wallet_id=line["wallet_id"],
-            amount=Money(100 + n, CNY),
-        )
-        assert paid.ok, paid.body
-
-
-def book_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the book's var directory (database and keys). The book is built once per test session,
-    by whichever of the console's test modules comes first (test_console.py and test_console_browser.py
-    build it alike: the template is named after `build_book`'s source, so builders that differ do not
-    share one), and copied for each."""
-    digest = hashlib.sha256(inspect.getsource(build_book).encode()).hexdigest()[:12]
-    template = tmp_path_factory.getbasetemp() / f"console-book-{digest}"
-    if not (template / "built").exists():
-        shutil.rmtree(template, ignore_errors=True)
-        template.mkdir()
-        platform = open_platform(Settings(var_dir=template), FixedClock(START))
-        try:
-            build_book(platform)
-        finally:
-            platform.close()
-        (template / "built").touch()
-    copy = tmp_path_factory.mktemp("console")
-    shutil.copytree(template, copy, dirs_exist_ok=True)
-    return copy
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    _browser_available()
-    import uvicorn
-    from playwright.sync_api import sync_playwright
-
+    kit.browser_available()
     platform = open_platform(
-        Settings(var_dir=book_directory(tmp_path_factory)), FixedClock(START), migrate_schema=False
+        Settings(var_dir=book.book_directory(tmp_path_factory)), FixedClock(START), migrate_schema=False
     )
     accounts = platform.lending.list_accounts(limit=100)
     line = next(a for a in accounts if a["kind"] == "line")
     loan = next(a for a in accounts if a["kind"] == "loan" and a["customer_id"] != line["customer_id"])
-
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none"
-        )
-    )
-    thread = threading.Thread(target=server.run, name="console-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        with kit.served(platform, "console-uvicorn") as (base_url, browser):
             yield Site(
                 platform=platform,
-                base_url=f"http://127.0.0.1:{port}",
+                base_url=base_url,
                 consumer=line["customer_id"],
                 wallet=line["wallet_id"],
                 line=line["account_id"],
@@ -178,44 +80,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 statement_day=platform.colending.statement_summaries(PARTNER, limit=1)[0]["business_date"],
                 browser=browser,
             )
-            browser.close()
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         platform.close()
 
 
-class Visitor:
-    """A browser context logged in as one role, collecting every console error and CSP violation."""
-
-    def __init__(self, site: Site, role: Role, member: str) -> None:
-        self.site = site
-        self.context = site.browser.new_context()
-        self.context.add_init_script(CSP_PROBE)
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.refused: set[str] = set()  # pages opened to be refused: the browser logs their 403/404 status
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        _, token = site.platform.keys.create(role, member, "browser test")
-        self.open("/console/login")
-        self.page.fill("#api_key", token)
-        with self.page.expect_navigation():
-            self.page.click("form.login button[type=submit]")
-        assert "/console/login" not in self.page.url, self.page.content()[:500]
-
-    def _console(self, message: Any) -> None:
-        if message.type not in {"error", "warning"}:
-            return
-        url = str(message.location.get("url", ""))
-        if message.text.startswith("Failed to load resource") and url in self.refused:
-            return
-        self.problems.append(f"{message.type}: {message.text} ({url})")
-
-    def open(self, path: str) -> Any:
-        response = self.page.goto(self.site.base_url + path)
-        assert response is not None
-        return response
+class Visitor(kit.Visitor):
+    """The shared visitor, and a check that every chart on a page is drawn."""
 
     def charts_drawn(self, path: str, expected: int) -> list[dict[str, Any]]:
         """Open a page and wait until each of its charts is an SVG with marks drawn from non-empty data."""
@@ -239,15 +109,6 @@ class Visitor:
         for chart in charts:
             assert chart["data"] > 0 and chart["svg"] == 1 and chart["marks"] > 0, (path, chart)
         return charts
-
-    def status(self, path: str) -> int:
-        """Open a page expected to be refused; its status (the browser's own log of it is expected)."""
-        self.refused.add(self.site.base_url + path)
-        return int(self.open(path).status)
-
-    def close(self) -> None:
-        self.context.close()
-        assert self.problems == [], self.problems
 
 
 def test_the_operator_sees_every_chart_drawn_under_the_csp(site: Site) -> None:

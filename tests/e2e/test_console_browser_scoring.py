@@ -13,78 +13,38 @@ Needs /usr/bin/chromium; without it the tests skip with a message — except in 
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import socket
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from creditstack.app.main import create_app
 from creditstack.app.platform import Platform, open_platform
 from creditstack.core.clock import FixedClock
 from creditstack.core.security import Role
 from creditstack.core.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-CHART_TIMEOUT_MS = 15_000
-#: Reports every Content-Security-Policy violation as a console error, which the tests collect.
-CSP_PROBE = (
-    "document.addEventListener('securitypolicyviolation', e => "
-    "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
-)
-CHARTS = ("calibration-chart", "distribution-chart", "psi-chart", "csi-chart", "fairness-chart")
-#: Threshold rules drawn on each chart that has them (watch and act; four-fifths).
-RULES = {"psi-chart": 2, "csi-chart": 2, "fairness-chart": 1}
 
+def _kit() -> Any:
+    import importlib.util
+    import sys
 
-def _book_module() -> ModuleType:
-    """test_console_scoring.py, loaded by path (the tests are not a package) for its book builder."""
-    name = "_console_scoring_book"
+    name = "_console_browser_kit"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_console_scoring.py"))
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_browser_kit.py"))
         assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is made
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     return sys.modules[name]
 
 
-def _browser_available() -> None:
-    problem = None
-    if not CHROMIUM.exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "playwright is not installed (pip install -e '.[test]')"
-    if problem is not None:
-        if IN_CI:
-            pytest.fail(f"the console's browser tests must run in CI: {problem}")
-        pytest.skip(f"console browser tests skipped: {problem}")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+kit = _kit()
+Visitor = kit.Visitor
+CHART_TIMEOUT_MS = kit.CHART_TIMEOUT_MS
+CHARTS = ("calibration-chart", "distribution-chart", "psi-chart", "csi-chart", "fairness-chart")
+#: Threshold rules drawn on each chart that has them (watch and act; four-fifths).
+RULES = {"psi-chart": 2, "csi-chart": 2, "fairness-chart": 1}
 
 
 @dataclass
@@ -97,77 +57,17 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    _browser_available()
-    import uvicorn
-    from playwright.sync_api import sync_playwright
-
-    book = _book_module()
+    kit.browser_available()
+    book = kit.load_sibling("test_console_scoring.py", "_console_scoring_book")
     platform = open_platform(
         Settings(var_dir=book.book_directory(tmp_path_factory)), FixedClock(book.START), migrate_schema=False
     )
     consumer = platform.payments.list_customers("consumer", limit=1)["items"][0]["id"]
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none"
-        )
-    )
-    thread = threading.Thread(target=server.run, name="console-scoring-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            yield Site(platform, f"http://127.0.0.1:{port}", consumer, browser)
-            browser.close()
+        with kit.served(platform, "console-scoring-uvicorn") as (base_url, browser):
+            yield Site(platform, base_url, consumer, browser)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         platform.close()
-
-
-class Visitor:
-    """A browser context logged in as one role, collecting every console error and CSP violation."""
-
-    def __init__(self, site: Site, role: Role, member: str) -> None:
-        self.site = site
-        self.context = site.browser.new_context()
-        self.context.add_init_script(CSP_PROBE)
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.refused: set[str] = set()  # pages opened to be refused: the browser logs their 403 status
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        _, token = site.platform.keys.create(role, member, "browser test")
-        self.open("/console/login")
-        self.page.fill("#api_key", token)
-        with self.page.expect_navigation():
-            self.page.click("form.login button[type=submit]")
-        assert "/console/login" not in self.page.url, self.page.content()[:500]
-
-    def _console(self, message: Any) -> None:
-        if message.type not in {"error", "warning"}:
-            return
-        url = str(message.location.get("url", ""))
-        if message.text.startswith("Failed to load resource") and url in self.refused:
-            return
-        self.problems.append(f"{message.type}: {message.text} ({url})")
-
-    def open(self, path: str) -> Any:
-        response = self.page.goto(self.site.base_url + path)
-        assert response is not None
-        return response
-
-    def status(self, path: str) -> int:
-        self.refused.add(self.site.base_url + path)
-        return int(self.open(path).status)
-
-    def close(self) -> None:
-        self.context.close()
-        assert self.problems == [], self.problems
 
 
 def test_the_scoring_page_draws_every_chart_under_the_csp(site: Site) -> None:

@@ -114,25 +114,14 @@ def demo(
     """Simulate a population on the embedded default (people paying, borrowing and repaying, banks
     co-funding), prove the books reconcile, then serve the API and the web console with demo logins.
     Run it again to continue or just to serve: finished days are not simulated twice."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from creditstack.core.security import Role
+    from creditstack.simulation.cli import run_with_progress
     from creditstack.simulation.engine import SimulationConfig, open_simulation, summarise
 
     settings = get_settings()
     config = SimulationConfig(consumers=consumers, months=months)
     with open_simulation(settings, config) as sim:
-        days = sim.days()
-        with Progress(
-            TextColumn("[bold]simulating[/bold] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(str(config.start), total=len(days))
-            sim.run(lambda day: progress.update(task, advance=1, description=day.isoformat()))
+        run_with_progress(sim)
         summary = summarise(sim)
         summary["ledger_audit_clean"] = sim.platform.ledger.audit().clean
         keys = sim.platform.keys

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from creditstack.app.clikit import date_option, print_json
 from creditstack.core.settings import get_settings
 from creditstack.simulation import engine
-from creditstack.simulation.engine import DEFAULT_SEED, SimulationConfig, open_simulation, summarise
+from creditstack.simulation.engine import DEFAULT_SEED, Simulation, SimulationConfig, open_simulation, summarise
 
 out = Console()
 err = Console(stderr=True)
@@ -49,22 +49,27 @@ def simulate(
         training_snapshots=training_set is not None,
     )
     with open_simulation(settings, config, store_url=store or None) as sim:
-        days = sim.days()
-        with Progress(
-            TextColumn("[bold]simulating[/bold] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(str(config.start), total=len(days))
-            sim.run(lambda day: progress.update(task, advance=1, description=day.isoformat()))
+        run_with_progress(sim)
         if training_set is not None:
             rows = engine.training_set(sim)
             write_csv(training_set, rows)
             err.print(f"{len(rows)} training rows written to {training_set}")
         print_json(out, summarise(sim))
+
+
+def run_with_progress(sim: Simulation) -> None:
+    """Run (or resume) the simulation with a progress bar of its days on stderr."""
+    days = sim.days()
+    with Progress(
+        TextColumn("[bold]simulating[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(str(sim.config.start), total=len(days))
+        sim.run(lambda day: progress.update(task, advance=1, description=day.isoformat()))
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
