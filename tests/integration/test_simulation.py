@@ -18,7 +18,14 @@ import pytest
 import sqlalchemy as sa
 
 from creditstack.core.settings import Settings
-from creditstack.simulation.engine import Simulation, SimulationConfig, open_simulation, summarise, training_set
+from creditstack.simulation.engine import (
+    Simulation,
+    SimulationConfig,
+    SimulationOutOfStep,
+    open_simulation,
+    summarise,
+    training_set,
+)
 
 WORKER = Path(__file__).resolve().parent / "_simulation_worker.py"
 SEED = 4242
@@ -174,3 +181,18 @@ def test_feature_store_and_history_agree_on_a_simulated_population(tmp_path: Pat
     assert active >= 10  # real vectors, not empty ones
     assert {r["as_of"] for r in rows} == {"2026-02-01", "2026-03-01"}
     assert all(r["bad_12m"] in (0, 1) and "female" in r for r in rows)
+
+
+def test_a_store_out_of_step_with_the_platform_is_refused_and_nothing_is_sent(tmp_path: Path) -> None:
+    config = SimulationConfig(seed=SEED, consumers=5, months=1)
+    settings = Settings(var_dir=tmp_path)
+    with open_simulation(settings, config) as sim:
+        sim.run()
+        position = sim.platform.ledger.journal_position()
+    (tmp_path / "simulation.db").unlink()  # a new store: it would start again on a platform already a month on
+    with open_simulation(settings, config) as sim:
+        with pytest.raises(SimulationOutOfStep) as refused:
+            sim.run()
+        assert refused.value.code == "simulation.out_of_step"
+        assert sim.platform.ledger.journal_position() == position
+        assert sim.platform.ledger.business_date() == date(2026, 2, 1)
