@@ -50,6 +50,7 @@ from creditstack.core.money import CNY, USD, Money
 from creditstack.core.security import PiiVault
 from creditstack.core.settings import Settings
 from creditstack.core.tables import PLATFORM_CORE
+from creditstack.ledger.domain import transfer
 from creditstack.payments import tables as pt
 from creditstack.payments.domain import (
     DEFAULT_TIERS,
@@ -91,23 +92,33 @@ class LineOverLimit(BusinessRuleViolated):
 
 
 class CreditLine:
-    """A `FundingSource` with a running limit; each draw also writes an event with the payment's."""
+    """A `FundingSource` with a running limit; each draw also writes an event with the payment's. A draw of a
+    multiple of 5 is paid from a credit held, as lending's line does: the source posts its own journal entry
+    in the payment's transaction (before the payment's) and the draw does not count against the limit."""
 
     name = LINE
 
     def __init__(self, platform: Platform) -> None:
+        self.ledger = platform.ledger
         line = platform.ledger.ensure_account(member="test", code="test:line", currency="CNY", type="asset")
-        self.account_id = line.id
+        credits = platform.ledger.ensure_account(member="test", code="test:credits", currency="CNY", type="asset")
+        self.account_id, self.credits_id = line.id, credits.id
         self.drawn_minor = 0
 
     def reserve(
         self, transaction: Any, *, customer_id: str, amount_minor: int, currency: str, payment_id: str
     ) -> FundingLeg:
         assert transaction is not None
+        drawn = DomainEvent("test.line_drawn", payment_id, START.date(), {"payment_id": payment_id})
+        if amount_minor % 5 == 0:
+            key = f"test:credit:{payment_id}"
+            entry = transfer("test", key, self.credits_id, self.account_id, amount_minor, currency)
+            [posted] = self.ledger.post_in_transaction(transaction, [entry])
+            assert posted.ok, posted
+            return FundingLeg(self.account_id, customer_id, (drawn,))
         if self.drawn_minor + amount_minor > LINE_LIMIT_MINOR:
             raise LineOverLimit(f"line limit {LINE_LIMIT_MINOR} exceeded")
         self.drawn_minor += amount_minor
-        drawn = DomainEvent("test.line_drawn", payment_id, START.date(), {"payment_id": payment_id})
         return FundingLeg(self.account_id, customer_id, (drawn,))
 
     def refunded(self, transaction: Any, *, payment_id: str, amount_minor: int, currency: str) -> FundingLeg:
@@ -268,7 +279,11 @@ def snapshot(world: World, answers: list[Any]) -> dict[str, Any]:
         for currency in ("CNY", "USD")
         if (purpose, currency) in pay._house
     }
-    out["line"] = (ledger.get_account(world.line.account_id).balance_minor, world.line.drawn_minor)
+    out["line"] = (
+        ledger.get_account(world.line.account_id).balance_minor,
+        ledger.get_account(world.line.credits_id).balance_minor,
+        world.line.drawn_minor,
+    )
 
     def rows(conn: sa.Connection) -> dict[str, Any]:
         core = PLATFORM_CORE

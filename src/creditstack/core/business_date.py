@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -39,9 +41,16 @@ def initialise(conn: Connection, tables: CoreTables, service: str, timezone: str
     return today
 
 
-def current(conn: Connection, tables: CoreTables, service: str) -> date:
+@cache
+def _current_query(tables: CoreTables) -> sa.Select[Any]:
+    """Built once per database's tables: read on almost every operation, and building a statement costs
+    several times what executing this one does."""
     bd = tables.business_dates.c
-    value = conn.execute(sa.select(bd.business_date).where(bd.service == service)).scalar_one_or_none()
+    return sa.select(bd.business_date).where(bd.service == sa.bindparam("service"))
+
+
+def current(conn: Connection, tables: CoreTables, service: str) -> date:
+    value = conn.execute(_current_query(tables), {"service": service}).scalar_one_or_none()
     if value is None:
         raise BusinessDateNotSet(f"service {service!r} has no business date")
     return value  # type: ignore[no-any-return]

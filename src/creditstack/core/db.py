@@ -36,6 +36,9 @@ PLATFORM_METADATA = sa.MetaData(naming_convention=NAMING_CONVENTION)
 TRANSACTION_RETRIES_MAX = 8
 #: SQLite waits this long for the write lock before reporting busy.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: SQLite's page cache per connection, KiB (its default is 2 MiB: a book of millions of rows then reads most
+#: index pages of every insert back from the operating system). Pages are allocated as they are used.
+SQLITE_CACHE_KIB = 256 * 1024
 
 T = TypeVar("T")
 
@@ -103,6 +106,9 @@ class Database:
         """
         shared: Connection | None = getattr(self._batch, "conn", None)
         if shared is not None:
+            if readonly:  # a read has nothing to roll back: no savepoint (two statements saved per read)
+                yield shared
+                return
             with shared.begin_nested():
                 yield shared
             return
@@ -125,7 +131,8 @@ class Database:
         as usual; the others stand. If the block itself raises, the whole batch is rolled back. Lost races
         are not retried inside a batch (the batch holds its locks to the end): they surface to the caller.
         Only this thread's work joins; other threads keep their own transactions (on SQLite they wait for
-        the batch to commit). Batches do not nest.
+        the batch to commit). Batches do not nest. Read-only work (`readonly=True`) inside a batch runs on
+        the batch's connection without a savepoint: it has nothing to roll back.
         """
         if getattr(self._batch, "conn", None) is not None:
             raise RuntimeError("a batch is already open in this thread")
@@ -170,6 +177,8 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        cur.execute("PRAGMA temp_store=MEMORY")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -98,12 +99,15 @@ def read_after(
     ]
 
 
-def consumer_position(conn: Connection, tables: CoreTables, consumer: str, *, lock: bool = False) -> int:
+@cache
+def _position_query(tables: CoreTables, lock: bool) -> sa.Select[Any]:
     c = tables.outbox_consumers.c
-    query = sa.select(c.position).where(c.consumer == consumer)
-    if lock:
-        query = query.with_for_update()
-    value = conn.execute(query).scalar_one_or_none()
+    query = sa.select(c.position).where(c.consumer == sa.bindparam("consumer"))
+    return query.with_for_update() if lock else query
+
+
+def consumer_position(conn: Connection, tables: CoreTables, consumer: str, *, lock: bool = False) -> int:
+    value = conn.execute(_position_query(tables, lock), {"consumer": consumer}).scalar_one_or_none()
     return int(value) if value is not None else 0
 
 

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,11 +64,16 @@ class StoredOutcome:
         return self
 
 
-def lookup(conn: Connection, tables: CoreTables, member: str, key: str) -> StoredOutcome | None:
+@cache
+def _lookup_query(tables: CoreTables) -> sa.Select[Any]:
     k = tables.idempotency_keys.c
-    row = conn.execute(
-        sa.select(k.request_hash, k.operation, k.status_code, k.outcome).where(k.member == member, k.key == key)
-    ).one_or_none()
+    return sa.select(k.request_hash, k.operation, k.status_code, k.outcome).where(
+        k.member == sa.bindparam("member"), k.key == sa.bindparam("key")
+    )
+
+
+def lookup(conn: Connection, tables: CoreTables, member: str, key: str) -> StoredOutcome | None:
+    row = conn.execute(_lookup_query(tables), {"member": member, "key": key}).one_or_none()
     if row is None:
         return None
     return StoredOutcome(row.request_hash, row.operation, row.status_code, row.outcome)
@@ -160,15 +166,16 @@ def store(
 ) -> None:
     """Record the first outcome of a key (in the same transaction as the effects it describes)."""
     conn.execute(
-        tables.idempotency_keys.insert().values(
-            member=member,
-            key=key,
-            request_hash=request_hash_value,
-            operation=operation,
-            status_code=status_code,
-            outcome=outcome,
-            created_at=now,
-        )
+        tables.idempotency_keys.insert(),
+        {
+            "member": member,
+            "key": key,
+            "request_hash": request_hash_value,
+            "operation": operation,
+            "status_code": status_code,
+            "outcome": outcome,
+            "created_at": now,
+        },
     )
 
 

@@ -9,6 +9,8 @@ batches amortise it by taking n numbers at once.
 
 from __future__ import annotations
 
+from functools import cache
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -28,12 +30,21 @@ def take(conn: Connection, tables: CoreTables, name: str, n: int) -> int:
     """Reserve `n` consecutive numbers; returns the first. Call as the last write before commit."""
     if n <= 0:
         raise ValueError("take needs n >= 1")
-    c = tables.commit_counters.c
-    row = conn.execute(
-        sa.update(tables.commit_counters).where(c.name == name).values(value=c.value + n).returning(c.value)
-    ).one()
+    row = conn.execute(_take_statement(tables), {"counter": name, "n": n}).one()
     last = int(row[0])
     return last - n + 1
+
+
+@cache
+def _take_statement(tables: CoreTables) -> sa.UpdateBase:
+    """Built once per database's tables (it runs in every transaction that writes the journal or the outbox)."""
+    c = tables.commit_counters.c
+    return (
+        sa.update(tables.commit_counters)
+        .where(c.name == sa.bindparam("counter"))
+        .values(value=c.value + sa.bindparam("n", type_=sa.BigInteger))
+        .returning(c.value)
+    )
 
 
 def current(conn: Connection, tables: CoreTables, name: str) -> int:

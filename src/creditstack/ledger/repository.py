@@ -180,12 +180,16 @@ def load_accounts_for_update(conn: Connection, ids: Iterable[int]) -> dict[int, 
     return {int(r[0]): _state_tuple(r) for r in rows}
 
 
+_ACCOUNT_BY_ID = sa.select(t.accounts).where(t.accounts.c.id == sa.bindparam("id"))
+_ACCOUNT_BY_CODE = sa.select(t.accounts).where(t.accounts.c.code == sa.bindparam("code"))
+
+
 def account_row(conn: Connection, account_id: int) -> Any | None:
-    return conn.execute(sa.select(t.accounts).where(t.accounts.c.id == account_id)).one_or_none()
+    return conn.execute(_ACCOUNT_BY_ID, {"id": account_id}).one_or_none()
 
 
 def account_row_by_code(conn: Connection, code: str) -> Any | None:
-    return conn.execute(sa.select(t.accounts).where(t.accounts.c.code == code)).one_or_none()
+    return conn.execute(_ACCOUNT_BY_CODE, {"code": code}).one_or_none()
 
 
 def list_accounts(conn: Connection, *, member: str | None, after_id: int, limit: int) -> list[Any]:
@@ -209,19 +213,22 @@ def unfolded_deltas(conn: Connection, account_ids: Sequence[int] | None = None) 
     return {int(r[0]): (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in conn.execute(query)}
 
 
+def _expired_sum(side: sa.Column[Any]) -> sa.Select[Any]:
+    h = t.holds.c
+    return sa.select(sa.func.coalesce(sa.func.sum(h.amount_minor), 0)).where(
+        h.status == "pending", h.expires_at <= sa.bindparam("now"), side == sa.bindparam("account")
+    )
+
+
+_EXPIRED_DEBITS = _expired_sum(t.holds.c.debit_account_id)
+_EXPIRED_CREDITS = _expired_sum(t.holds.c.credit_account_id)
+
+
 def expired_unswept(conn: Connection, account_id: int, now: datetime) -> tuple[int, int]:
     """(debits, credits) pending on the account that belong to holds already past expiry."""
-    h = t.holds.c
-    debit = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(h.amount_minor), 0)).where(
-            h.status == "pending", h.expires_at <= now, h.debit_account_id == account_id
-        )
-    ).scalar_one()
-    credit = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(h.amount_minor), 0)).where(
-            h.status == "pending", h.expires_at <= now, h.credit_account_id == account_id
-        )
-    ).scalar_one()
+    params = {"now": now, "account": account_id}
+    debit = conn.execute(_EXPIRED_DEBITS, params).scalar_one()
+    credit = conn.execute(_EXPIRED_CREDITS, params).scalar_one()
     return int(debit), int(credit)
 
 
@@ -241,13 +248,16 @@ def _hold(row: Any) -> HoldState:
     )
 
 
+_EXPIRED_HOLDS = sa.select(t.holds.c.id).where(
+    t.holds.c.status == "pending", t.holds.c.expires_at.is_not(None), t.holds.c.expires_at <= sa.bindparam("now")
+)
+
+
 def load_holds_for_update(conn: Connection, ids: Iterable[str], now: datetime) -> dict[str, HoldState]:
     """The named holds plus every pending hold past its expiry, locked in id order."""
     h = t.holds.c
     wanted = set(ids)
-    expired = conn.execute(
-        sa.select(h.id).where(h.status == "pending", h.expires_at.is_not(None), h.expires_at <= now)
-    ).scalars()
+    expired = conn.execute(_EXPIRED_HOLDS, {"now": now}).scalars()
     wanted.update(expired)
     holds: dict[str, HoldState] = {}
     for chunk in _chunks(sorted(wanted)):

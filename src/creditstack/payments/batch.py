@@ -6,9 +6,8 @@ The single path costs about two dozen statements a payment; this path costs a ha
 
 1. Prepare, no I/O: each request's idempotency hash; a malformed key (or request) answers its error at
    once. Requests that cannot be decided in bulk are marked to run through the single path at their
-   place: merchant payments funded by a `FundingSource` (the credit line, whose `reserve` runs in the
-   payment's transaction and may refuse), and every later request with the key of one of them (whether
-   that key ends up stored depends on how the source answers).
+   place: every request after a merchant payment funded by a `FundingSource` (the credit line) that
+   carries that payment's key (whether the key ends up stored depends on how the source answers).
 2. Top-ups, if any: one short transaction records the fresh ones — pending rows and their stored outcomes,
    in bulk — and only then is each instruction sent to the rail, outside any transaction of ours, as
    `top_up` does (an instruction the bank may act on is always on file first).
@@ -17,7 +16,11 @@ The single path costs about two dozen statements a payment; this path costs a ha
      step 2 (locked), the limit-usage rows of every payer (created if missing and locked in wallet order);
    - decisions in Python, request by request: a stored key → replay (or `idempotency.key_reused`); else
      validation → the error as a value, nothing stored; else the limits, counting the batch's own earlier
-     payments → a stored rejection; else one ledger entry;
+     payments → a stored rejection; else one ledger entry. A payment funded by a source (no limits, as on
+     the single path) first has the source `reserve` it at its place, in a savepoint: a refusal is its
+     error, nothing stored; a source that posted to the ledger itself while earlier payments of the
+     segment are still unposted is undone, the segment written, and the reserve made again, so that
+     journal entries stay in request order;
    - all ledger entries — with the settlement entries of settled top-ups at their place — in ONE
      non-linked `LedgerService.post_in_transaction` call. The ledger evaluates them in order against the
      running balances, so insufficient funds is its call. If a payment it refused had been counted towards
@@ -47,7 +50,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from creditstack.core import events, idempotency
+from creditstack.core import events, idempotency, sequence
 from creditstack.core.errors import (
     CreditstackError,
     IdempotencyInProgress,
@@ -66,6 +69,8 @@ from creditstack.payments import repository as repo
 from creditstack.payments.domain import (
     PAYMENT_BATCH_MAX,
     BillPayment,
+    FundingLeg,
+    FundingSource,
     LimitUsage,
     MerchantPayment,
     PaymentKind,
@@ -112,6 +117,7 @@ class _Item:
     request_hash: str = ""
     error: CreditstackError | None = None
     single: bool = False
+    funded: bool = False  # a merchant payment paid by a funding source (the credit line)
 
 
 @dataclass(slots=True)
@@ -128,6 +134,8 @@ class _Decision:
     payee: Any = None
     fee_minor: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    source: FundingSource | None = None  # funded payments: the source, and what it reserved
+    leg: FundingLeg | None = None
     row: dict[str, Any] | None = None
     entry: PostEntry | None = None
     answer: tuple[int, dict[str, Any]] | None = None  # what is stored under the key (_FRESH, _RECORDED)
@@ -137,6 +145,11 @@ class _Decision:
     @property
     def outgoing(self) -> bool:
         return self.kind == _FRESH and self.payment_kind is not None
+
+    @property
+    def limited(self) -> bool:
+        """An outgoing payment from the wallet: counted against the payer's limits (funded ones are not)."""
+        return self.outgoing and self.source is None
 
 
 def _key_reused(first_hash: str, request_hash: str, key: str) -> CreditstackError:
@@ -221,8 +234,10 @@ class PaymentBatch:
             if request.amount.currency.code not in currencies:
                 currencies.append(request.amount.currency.code)
             item.request_hash = idempotency.request_hash(request.operation, request.request())
-            if request.key in single_keys or (isinstance(request, MerchantPayment) and request.funding != "wallet"):
+            if request.key in single_keys:
                 item.single = True
+            elif isinstance(request, MerchantPayment) and request.funding != "wallet":
+                item.funded = True
                 single_keys.add(request.key)
         for currency in currencies:  # in order of first use, as the single path opens them
             self.service.ensure_house_accounts(currency)
@@ -251,14 +266,26 @@ class PaymentBatch:
     def _send_to_rail(self) -> None:
         """Each recorded top-up's instruction to the rail, in order. A rail that raises leaves its payment
         pending (it can be sent again with `retry_withdrawal` or settled by a statement)."""
+        indices, instructions = [], []
         for index, row in sorted(self.top_up_rows.items()):
             request = self.items[index].request
             assert isinstance(request, TopUp)
-            instruction = RailInstruction(
-                row["end_to_end_id"], "collect", row["amount_minor"], row["currency"], request.bank_account_token
+            indices.append(index)
+            instructions.append(
+                RailInstruction(
+                    row["end_to_end_id"], "collect", row["amount_minor"], row["currency"], request.bank_account_token
+                )
             )
+        rail = self.service.rail
+        submit_many = getattr(rail, "submit_many", None)  # a rail that takes a batch at once (optional)
+        if submit_many is not None:
+            outcomes = submit_many(instructions)
+            for index, outcome in zip(indices, outcomes, strict=True):
+                self.rail_outcomes[index] = None if outcome is None else RailOutcome(outcome)
+            return
+        for index, instruction in zip(indices, instructions, strict=True):
             try:
-                self.rail_outcomes[index] = RailOutcome(self.service.rail.submit(instruction))
+                self.rail_outcomes[index] = RailOutcome(rail.submit(instruction))
             except Exception:  # the others go on; this one stays pending, as after a lost answer
                 self.rail_outcomes[index] = None
 
@@ -279,7 +306,7 @@ class PaymentBatch:
         current = repo.payment_rows(conn, replayed_ids)
         top_ups = {i: dict(row) for i, row in self.top_up_rows.items()}  # this attempt's copies
         recorded = repo.payment_rows(conn, [row["id"] for row in top_ups.values()], lock=True)
-        usage = repo.lock_usage_many(conn, [d.payer.id for d in decisions if d.outgoing], *periods)
+        usage = repo.lock_usage_many(conn, [d.payer.id for d in decisions if d.limited], *periods)
         run = _Run(self, conn, bd, periods, wallets, top_ups, recorded, usage)
         segment: list[_Decision] = []
         for d in decisions:
@@ -287,6 +314,13 @@ class PaymentBatch:
                 run.flush(segment)
                 segment = []
                 run.single(d)
+            elif d.kind == _FRESH and d.source is not None:
+                if not run.reserve(d, behind=bool(segment)):  # the source posted ahead of the segment
+                    run.flush(segment)
+                    segment = []
+                    run.reserve(d, behind=False)
+                if d.kind == _FRESH:  # else the source refused it: its error answers
+                    segment.append(d)
             elif d.kind in (_FRESH, _RECORDED):
                 segment.append(d)
         run.flush(segment)
@@ -351,7 +385,7 @@ class PaymentBatch:
             d.payer, d.payee = service._transfer_parties(find, request)
             d.payment_kind = PaymentKind.P2P
         elif isinstance(request, MerchantPayment):
-            _source, d.payer, d.payee, d.fee_minor = service._merchant_parties(find, request)
+            d.source, d.payer, d.payee, d.fee_minor = service._merchant_parties(find, request)
             d.payment_kind = PaymentKind.MERCHANT
             d.extra = {"merchant_category": d.payee.merchant_category}
         elif isinstance(request, BillPayment):
@@ -395,7 +429,7 @@ class PaymentBatch:
                 continue
             if isinstance(request, Transfer):
                 ids.update((request.payer_wallet_id, request.payee_wallet_id))
-            elif isinstance(request, MerchantPayment):
+            elif isinstance(request, MerchantPayment):  # funded ones too: they are decided here
                 ids.update((request.payer_wallet_id, request.merchant_wallet_id))
             elif isinstance(request, BillPayment):
                 ids.update((request.payer_wallet_id, request.biller_wallet_id))
@@ -480,6 +514,15 @@ class _Run:
                     commands.append(d.entry)
                 continue
             request = d.item.request
+            if d.leg is not None:  # funded: no limits (as on the single path); the source's account pays
+                if d.entry is None:
+                    assert d.row is not None and d.payment_kind is not None
+                    d.entry = service._outgoing_entry(
+                        d.row["id"], d.payment_kind, d.leg.ledger_account_id, d.payee, request.amount, d.fee_minor
+                    )
+                sent.append(index)
+                commands.append(d.entry)
+                continue
             amount_minor = request.amount.amount_minor
             counted = usage[d.payer.id]
             limits = service.tiers[int(d.payer.kyc_tier)]
@@ -601,6 +644,8 @@ class _Run:
             else:
                 row["entry_seq"] = results[index].entry_seq
                 to_emit.append(service._completed_event(row, d.payee.id))
+                if d.leg is not None:  # the source's own events, after the payment's (as the single path)
+                    to_emit.extend(d.leg.events)
                 status, body = service._written_answer(row)
             new_rows.append(row)
             d.answer, d.final_body = (status, body), body
@@ -623,6 +668,41 @@ class _Run:
             else:
                 applied = service._apply_rail_outcome_in(self.conn, self.top_ups[index]["end_to_end_id"], outcome)
                 d.final_body = applied.body
+
+    def reserve(self, d: _Decision, *, behind: bool) -> bool:
+        """A funded payment's reserve with its source, at its place, in a savepoint. A refusal becomes the
+        payment's error (nothing stored). With `behind` (earlier payments of the segment not yet posted), a
+        source that posted journal entries itself is undone and False returned: the caller writes the
+        segment first and reserves again, keeping the journal in request order."""
+        service = self.service
+        request = d.item.request
+        assert d.source is not None and d.payment_kind is not None
+        if d.row is None:
+            d.row = service._outgoing_row(
+                new_id("pay"), d.payment_kind, self.batch.member, request.key, d.payer, d.payee,
+                request.amount, self.bd, d.fee_minor, d.extra,
+            )  # fmt: skip
+            d.row["funding"] = d.source.name
+        journal = sequence.current(self.conn, PLATFORM_CORE, "journal") if behind else None
+        savepoint = self.conn.begin_nested()
+        try:
+            leg = d.source.reserve(
+                self.conn,
+                customer_id=d.payer.customer_id,
+                amount_minor=request.amount.amount_minor,
+                currency=request.amount.currency.code,
+                payment_id=d.row["id"],
+            )
+        except CreditstackError as exc:
+            savepoint.rollback()
+            d.kind, d.error = _ERROR, exc
+            return True
+        if journal is not None and sequence.current(self.conn, PLATFORM_CORE, "journal") != journal:
+            savepoint.rollback()
+            return False
+        savepoint.commit()
+        d.leg = leg
+        return True
 
     def single(self, d: _Decision) -> None:
         """A request through the single path, at its place, in a savepoint of the batch's transaction."""

@@ -232,7 +232,11 @@ class RailInstruction:
 
 
 class BankRail(Protocol):
-    """The custodian bank's payment rail. Submitting the same end-to-end id again must not pay twice."""
+    """The custodian bank's payment rail. Submitting the same end-to-end id again must not pay twice.
+
+    A rail may also offer `submit_many(instructions) -> list[RailOutcome | None]` (each answered as `submit`
+    would, in order; None where the submission raised): the payments batch path then sends its top-ups in
+    one call."""
 
     def submit(self, instruction: RailInstruction) -> RailOutcome: ...
 

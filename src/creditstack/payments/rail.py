@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -91,6 +91,9 @@ class SimulatedRail:
     _extra: list[BankEntry] = field(default_factory=list)
 
     def submit(self, instruction: RailInstruction) -> RailOutcome:
+        return self._submit(instruction, self.business_date)
+
+    def _submit(self, instruction: RailInstruction, business_date: Callable[[], date]) -> RailOutcome:
         with self._lock:
             self.submissions += 1
             booked = self._book.get(instruction.end_to_end_id)
@@ -101,11 +104,29 @@ class SimulatedRail:
                 booked = _Booked(instruction, behaviour)
                 self._book[instruction.end_to_end_id] = booked
                 if behaviour == "settle":
-                    booked.settled, booked.value_date = True, self.business_date()
+                    booked.settled, booked.value_date = True, business_date()
                 elif behaviour == "reject":
                     booked.rejected = True
                 return self._answer(booked, first=True)
             return self._answer(booked, first=False)
+
+    def submit_many(self, instructions: Sequence[RailInstruction]) -> list[RailOutcome | None]:
+        """Each instruction as `submit` would answer it, in order, reading the business date once; an
+        instruction whose submission raised answers None (as a lost answer: the others go on)."""
+        today: list[date] = []
+
+        def once() -> date:
+            if not today:
+                today.append(self.business_date())
+            return today[0]
+
+        outcomes: list[RailOutcome | None] = []
+        for instruction in instructions:
+            try:
+                outcomes.append(self._submit(instruction, once))
+            except Exception:
+                outcomes.append(None)
+        return outcomes
 
     def _answer(self, booked: _Booked, *, first: bool) -> RailOutcome:
         if booked.settled:

@@ -40,8 +40,11 @@ def insert_customer(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(t.customers.insert().values(**row))
 
 
+_CUSTOMER_BY_ID = sa.select(t.customers).where(t.customers.c.id == sa.bindparam("id"))
+
+
 def customer_row(conn: Connection, customer_id: str) -> Any | None:
-    return conn.execute(sa.select(t.customers).where(t.customers.c.id == customer_id)).one_or_none()
+    return conn.execute(_CUSTOMER_BY_ID, {"id": customer_id}).one_or_none()
 
 
 def customer_by_national_id_hash(conn: Connection, kind: str, national_id_hash: str) -> Any | None:
@@ -72,20 +75,7 @@ def insert_wallet(conn: Connection, row: dict[str, Any]) -> None:
 
 
 def wallet_row(conn: Connection, wallet_id: str) -> Any:  # a row, or None
-    w, c = t.wallets.c, t.customers.c
-    return conn.execute(
-        sa.select(
-            t.wallets,
-            c.kind.label("customer_kind"),
-            c.kyc_tier,
-            c.fee_bps,
-            c.refund_fee_policy,
-            c.merchant_category,
-            c.reference_pattern,
-        )
-        .join(t.customers, c.id == w.customer_id)
-        .where(w.id == wallet_id)
-    ).one_or_none()
+    return conn.execute(_WALLET_BY_ID, {"id": wallet_id}).one_or_none()
 
 
 def _wallet_query() -> sa.Select[Any]:
@@ -102,6 +92,7 @@ def _wallet_query() -> sa.Select[Any]:
 
 
 _WALLETS_BY_ID = _wallet_query().where(t.wallets.c.id.in_(sa.bindparam("ids", expanding=True)))
+_WALLET_BY_ID = _wallet_query().where(t.wallets.c.id == sa.bindparam("id"))
 
 
 def wallet_rows(conn: Connection, wallet_ids: Iterable[str]) -> dict[str, Any]:
@@ -252,7 +243,10 @@ def add_usage(conn: Connection, wallet_id: str, periods: Sequence[str], amount_m
 
 
 def insert_payment(conn: Connection, row: dict[str, Any]) -> None:
-    conn.execute(t.payments.insert().values(**row))
+    conn.execute(_INSERT_PAYMENT, row)
+
+
+_INSERT_PAYMENT = t.payments.insert()
 
 
 #: Column defaults of a payment row (what the database fills in when a single insert leaves them out).
@@ -343,11 +337,13 @@ def payment_rows(conn: Connection, payment_ids: Iterable[str], *, lock: bool = F
     return found
 
 
+_PAYMENT_BY_ID = sa.select(t.payments).where(t.payments.c.id == sa.bindparam("id"))
+_PAYMENT_BY_ID_LOCKED = _PAYMENT_BY_ID.with_for_update()
+
+
 def payment_row(conn: Connection, payment_id: str, *, lock: bool = False) -> Any:  # a row, or None
-    query = sa.select(t.payments).where(t.payments.c.id == payment_id)
-    if lock and _is_pg(conn):
-        query = query.with_for_update()
-    return conn.execute(query).one_or_none()
+    query = _PAYMENT_BY_ID_LOCKED if lock and _is_pg(conn) else _PAYMENT_BY_ID
+    return conn.execute(query, {"id": payment_id}).one_or_none()
 
 
 def payment_by_end_to_end(conn: Connection, end_to_end_id: str, *, lock: bool = False) -> Any | None:
