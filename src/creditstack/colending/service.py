@@ -72,7 +72,57 @@ COMPONENTS = (*CASH_COMPONENTS, "loss")
 #: The components that lower a participant's principal, shared as one running total.
 PRINCIPAL_REDUCTIONS = ("principal", "loss")
 EVENTS_PAGE = 5_000
+#: The events whose cash flows (or losses) are shared with the partners; the consumer reads no others.
+SHARED_TOPICS = (
+    "lending.charged_off",
+    "lending.line_drawn",
+    "lending.line_refunded",
+    "lending.loan_disbursed",
+    "lending.recovered",
+    "lending.repayment_received",
+)
 PLATFORM_SHARE_MAX_BPS_DEFAULT = 10_000
+
+
+# Statements built once (building one costs more than running these small ones).
+_p, _m, _s = t.partners.c, t.movements.c, t.settlements.c
+_DAY = sa.bindparam("day", type_=sa.Date)
+_PARTNER = sa.bindparam("partner", type_=sa.String)
+_CONSUMER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))")
+_OUTBOX_LAST = sa.select(sa.func.max(PLATFORM_CORE.outbox.c.position))
+#: Every partner (in id order) with whether it is settled for the day and whether it has movements to settle.
+_SETTLEMENT_CANDIDATES = sa.select(
+    _p.id,
+    _p.currency,
+    _p.bank_account_token,
+    sa.exists().where(_s.partner_id == _p.id, _s.business_date == _DAY).label("settled"),
+    sa.exists().where(_m.partner_id == _p.id, _m.settlement_id.is_(None), _m.business_date <= _DAY).label("pending"),
+).order_by(_p.id)
+_SETTLEMENT_EXISTS = sa.select(_s.id).where(_s.partner_id == _PARTNER, _s.business_date == _DAY)
+_SETTLEMENT_ROW = sa.select(t.settlements).where(_s.partner_id == _PARTNER, _s.business_date == _DAY)
+_SETTLEMENT_ACCOUNTS = (
+    sa.select(_m.account_ref, _m.component, sa.func.sum(_m.amount_minor))
+    .where(_m.settlement_id == sa.bindparam("settlement"))
+    .group_by(_m.account_ref, _m.component)
+    .order_by(_m.account_ref, _m.component)
+)
+_MARK_MOVEMENTS = (
+    sa.update(t.movements)
+    .where(_m.partner_id == _PARTNER, _m.settlement_id.is_(None), _m.business_date <= _DAY)
+    .values(settlement_id=sa.bindparam("settlement"))
+    .returning(_m.component, _m.amount_minor)
+)
+_UNMARK_MOVEMENTS = (
+    sa.update(t.movements).where(_m.settlement_id == sa.bindparam("settlement")).values(settlement_id=None)
+)
+_PARTNER_OUTSTANDING = (
+    sa.update(t.partners)
+    .where(_p.id == _PARTNER)
+    .values(outstanding_minor=_p.outstanding_minor + sa.bindparam("delta", type_=sa.BigInteger))
+)
+_SETTLEMENT_STATUS = (
+    sa.update(t.settlements).where(_s.id == sa.bindparam("settlement")).values(status=sa.bindparam("outcome"))
+)
 
 
 class PartnerNotFound(NotFound):
@@ -350,54 +400,67 @@ class ColendingService:
                 for name, share in sorted(shares.items())
             ],
         )
-        for partner_id, share in shares.items():
-            if partner_id != PLATFORM and share:
-                conn.execute(
-                    sa.update(t.partners)
-                    .where(p.id == partner_id)
-                    .values(outstanding_minor=p.outstanding_minor + share)
-                )
+        grown = [{"partner": pid, "delta": share} for pid, share in shares.items() if pid != PLATFORM and share]
+        if grown:
+            conn.execute(_PARTNER_OUTSTANDING, grown)
         return tuple(FundingShare(name, share) for name, share in sorted(shares.items()))
 
     # ------------------------------------------------------------ sharing the cash flows
 
     def process_events(self, *, limit: int = EVENTS_PAGE) -> int:
-        """Share the cash flows of lending's events not yet processed; returns how many events were read."""
-
-        def work(conn: Connection) -> int:
-            if self.db.is_postgres:  # until the consumer's first position is stored, FOR UPDATE locks no row
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"outbox:{CONSUMER}"})
-            position = outbox.consumer_position(conn, PLATFORM_CORE, CONSUMER, lock=True)
-            stored = outbox.read_after(conn, PLATFORM_CORE, position, limit=limit)
-            if not stored:
-                return 0
-            refs = {e.aggregate_id for e in stored if e.topic.startswith("lending.")}
-            book = _Book.load(conn, refs) if refs else _Book({}, {}, {})
-            rows: list[dict[str, Any]] = []
-            for event in stored:
-                if event.topic.startswith("lending."):
-                    rows += book.apply(event)
-            book.save(conn)
-            if rows:
-                conn.execute(t.movements.insert(), rows)
-            outbox.advance_consumer(conn, PLATFORM_CORE, CONSUMER, stored[-1].position, self.clock.now())
-            return len(stored)
-
-        return int(self.db.run(work))
+        """Share the cash flows of lending's events not yet processed; returns how many of them were read."""
+        return self._process_page(limit)[0]
 
     def process_all(self) -> int:
         total = 0
         while True:
-            read = self.process_events()
+            read, more = self._process_page(EVENTS_PAGE)
             total += read
-            if read == 0:
+            if not more:
                 return total
+
+    def _process_page(self, limit: int) -> tuple[int, bool]:
+        """One page of the events that move money: (how many were read, whether more may follow).
+
+        Only the topics in `SHARED_TOPICS` are read, through the outbox's (topic, position) index: the other
+        events (payments', scoring's, lending's decisions) are passed over without being loaded. Positions
+        are gapless and commit-ordered, so when fewer than `limit` of them follow, every event through the
+        outbox's last position (read first) has been seen, and the consumer moves there as it would reading
+        them all."""
+
+        def work(conn: Connection) -> tuple[int, bool]:
+            if self.db.is_postgres:  # until the consumer's first position is stored, FOR UPDATE locks no row
+                conn.execute(_CONSUMER_LOCK, {"k": f"outbox:{CONSUMER}"})
+            position = outbox.consumer_position(conn, PLATFORM_CORE, CONSUMER, lock=True)
+            last = int(conn.execute(_OUTBOX_LAST).scalar_one_or_none() or 0)
+            if last <= position:
+                return 0, False
+            stored = outbox.read_after(conn, PLATFORM_CORE, position, topics=SHARED_TOPICS, limit=limit)
+            if stored:
+                book = _Book.load(conn, {e.aggregate_id for e in stored})
+                rows: list[dict[str, Any]] = []
+                for event in stored:
+                    rows += book.apply(event)
+                book.save(conn)
+                if rows:
+                    conn.execute(t.movements.insert(), rows)
+            more = len(stored) >= limit
+            through = stored[-1].position if more else max(last, stored[-1].position if stored else 0)
+            outbox.advance_consumer(conn, PLATFORM_CORE, CONSUMER, through, self.clock.now())
+            return len(stored), more
+
+        return self.db.run(work)
 
     # ------------------------------------------------------------ settlement
 
     def settle(self, business_date: date | None = None) -> list[dict[str, Any]]:
         """Net each partner's unsettled movements up to `business_date` (default: the day before the
-        current business date) into one ledger entry and one rail payment; returns the statements."""
+        current business date) into one ledger entry and one rail payment; returns the statements.
+
+        Set-based: one read finds the partners to settle (movements not yet settled, no settlement for the
+        date), so a partner with nothing to settle costs nothing; one transaction marks and nets every such
+        partner's movements and posts their entries; the rail payments follow, then one transaction records
+        the rail's answers and reads the statements."""
         current = self.ledger.business_date()
         day = business_date or current - timedelta(days=1)
         if day > current:  # the open date may be settled (later movements wait for the next); the future not
@@ -405,49 +468,78 @@ class ColendingService:
                 f"{day} is after the business date {current}: nothing can be settled for it", field="business_date"
             )
         self.process_all()
-        statements = []
-        already = 0
-        for partner in self.list_partners():
-            try:
-                statement = self._settle_partner(partner["partner_id"], partner["currency"], day)
-            except SettlementExists:
-                already += 1  # settled by an earlier run that stopped part way: go on with the others
-                continue
-            if statement is not None:
-                statements.append(statement)
+        partners = self.db.run(lambda conn: conn.execute(_SETTLEMENT_CANDIDATES, {"day": day}).all(), readonly=True)
+        already = sum(1 for partner in partners if partner.settled)
+        to_settle = [partner for partner in partners if partner.pending and not partner.settled]
+        made: list[dict[str, Any]] = []
+        if to_settle:
+            accounts = {
+                partner.id: (
+                    self.house_accounts(partner.currency),
+                    self._account(f"colending:{partner.id}:due_to_partner", partner.currency, "liability"),
+                    self._account(f"colending:{partner.id}:participations", partner.currency, "liability"),
+                    self.payments.house_account("settlement", partner.currency),
+                )
+                for partner in to_settle
+            }
+            made, settled_meanwhile = self.db.run(lambda conn: self._settle_partners(conn, to_settle, accounts, day))
+            already += settled_meanwhile
+        outcomes: list[dict[str, str]] = []
+        for settlement in made:
+            if settlement["net"]:
+                outcome = self.payments.rail.submit(
+                    RailInstruction(
+                        end_to_end_id=settlement["end_to_end_id"],
+                        direction="pay_out" if settlement["net"] > 0 else "collect",
+                        amount_minor=abs(settlement["net"]),
+                        currency=settlement["currency"],
+                        account_reference=settlement["bank_account_token"],
+                    )
+                )
+                outcomes.append({"settlement": settlement["settlement_id"], "outcome": RailOutcome(outcome).value})
+
+        def record(conn: Connection) -> list[dict[str, Any]]:  # the rail's answers, and the statements
+            if outcomes:
+                conn.execute(_SETTLEMENT_STATUS, outcomes)
+            return [_statement(conn, settlement["partner_id"], day) for settlement in made]
+
+        statements = self.db.run(record, readonly=not outcomes) if made else []
         if already and not statements:
             raise SettlementExists(f"every partner is settled for {day}")
         return statements
 
-    def _settle_partner(self, partner_id: str, currency: str, day: date) -> dict[str, Any] | None:
-        house = self.house_accounts(currency)
-        due = self._account(f"colending:{partner_id}:due_to_partner", currency, "liability")
-        participations = self._account(f"colending:{partner_id}:participations", currency, "liability")
-        settlement_account = self.payments.house_account("settlement", currency)
-        m = t.movements.c
-
-        def work(conn: Connection) -> dict[str, Any] | None:
-            s = t.settlements.c
-            if conn.execute(sa.select(s.id).where(s.partner_id == partner_id, s.business_date == day)).first():
-                raise SettlementExists(f"{partner_id} is settled for {day}")
+    def _settle_partners(
+        self,
+        conn: Connection,
+        partners: list[Any],
+        accounts: dict[str, tuple[dict[str, int], int, int, int]],
+        day: date,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """In one transaction, each partner's settlement (in partner id order): the movements marked and
+        netted, the ledger entries posted together, the settlement rows. Returns the settlements made and
+        how many partners turned out to be settled already (by another run meanwhile)."""
+        made: list[dict[str, Any]] = []
+        entries: list[PostEntry] = []
+        settled_meanwhile = 0
+        for partner in partners:
+            partner_id, currency = partner.id, partner.currency
+            if conn.execute(_SETTLEMENT_EXISTS, {"partner": partner_id, "day": day}).first():
+                settled_meanwhile += 1
+                continue
             settlement_id = new_id("stl")
             # mark first, then net exactly the rows marked: a movement the event consumer commits meanwhile
             # (PostgreSQL, READ COMMITTED) is either among them or left for the next settlement
             marked = conn.execute(
-                sa.update(t.movements)
-                .where(m.partner_id == partner_id, m.settlement_id.is_(None), m.business_date <= day)
-                .values(settlement_id=settlement_id)
-                .returning(m.component, m.amount_minor)
+                _MARK_MOVEMENTS, {"settlement": settlement_id, "partner": partner_id, "day": day}
             ).all()
             lines = dict.fromkeys(COMPONENTS, 0)
             for component, amount in marked:
                 lines[component] += int(amount)
             if not any(lines.values()):
                 if marked:  # movements that cancel out: left for a settlement with something to pay
-                    conn.execute(
-                        sa.update(t.movements).where(m.settlement_id == settlement_id).values(settlement_id=None)
-                    )
-                return None
+                    conn.execute(_UNMARK_MOVEMENTS, {"settlement": settlement_id})
+                continue
+            house, due, participations, settlement_account = accounts[partner_id]
             net = sum(lines[c] for c in CASH_COMPONENTS)
             legs: list[tuple[int, Side, int]] = [
                 # funding calls: the bank's stake grows, and it owes us the cash
@@ -466,104 +558,57 @@ class ColendingService:
                 (settlement_account, Side.CREDIT, net) if net > 0 else (settlement_account, Side.DEBIT, -net),
             ]
             postings = _net_postings(legs, currency)
-            entry_seq = None
+            settlement: dict[str, Any] = {
+                "settlement_id": settlement_id,
+                "partner_id": partner_id,
+                "currency": currency,
+                "lines": lines,
+                "net": net,
+                "end_to_end_id": f"CL{settlement_id}"[:35],
+                "bank_account_token": partner.bank_account_token,
+                "entry": None,
+            }
             if postings:
-                result = self.ledger.post_in_transaction(
-                    conn,
-                    [
-                        PostEntry(
-                            LEDGER_MEMBER,
-                            f"colending:settlement:{partner_id}:{day.isoformat()}",
-                            postings,
-                            f"co-lending settlement {partner_id} {day.isoformat()}",
-                        )
-                    ],
+                settlement["entry"] = len(entries)
+                entries.append(
+                    PostEntry(
+                        LEDGER_MEMBER,
+                        f"colending:settlement:{partner_id}:{day.isoformat()}",
+                        postings,
+                        f"co-lending settlement {partner_id} {day.isoformat()}",
+                    )
                 )
-                if not result[0].ok:
-                    raise CreditstackError(f"the ledger refused the settlement: {result[0].error_code}")
-                entry_seq = result[0].entry_seq
-            end_to_end = f"CL{settlement_id}"[:35]
+            made.append(settlement)
+        results = self.ledger.post_in_transaction(conn, entries) if entries else []
+        refused = [result for result in results if not result.ok]
+        if refused:
+            raise CreditstackError(f"the ledger refused the settlement: {refused[0].error_code}")
+        if made:
+            now = self.clock.now()
             conn.execute(
-                t.settlements.insert().values(
-                    id=settlement_id,
-                    partner_id=partner_id,
-                    business_date=day,
-                    currency=currency,
-                    lines=lines,
-                    net_minor=net,
-                    status="submitted" if net else "settled",
-                    end_to_end_id=end_to_end if net else None,
-                    entry_seq=entry_seq,
-                    created_at=self.clock.now(),
-                )
+                t.settlements.insert(),
+                [
+                    {
+                        "id": settlement["settlement_id"],
+                        "partner_id": settlement["partner_id"],
+                        "business_date": day,
+                        "currency": settlement["currency"],
+                        "lines": settlement["lines"],
+                        "net_minor": settlement["net"],
+                        "status": "submitted" if settlement["net"] else "settled",
+                        "end_to_end_id": settlement["end_to_end_id"] if settlement["net"] else None,
+                        "entry_seq": None if settlement["entry"] is None else results[settlement["entry"]].entry_seq,
+                        "created_at": now,
+                    }
+                    for settlement in made
+                ],
             )
-            return {"settlement_id": settlement_id, "end_to_end_id": end_to_end, "net": net}
-
-        made = self.db.run(work)
-        if made is None:
-            return None
-        if made["net"]:
-            token = self.db.run(
-                lambda conn: conn.execute(
-                    sa.select(t.partners.c.bank_account_token).where(t.partners.c.id == partner_id)
-                ).scalar_one(),
-                readonly=True,
-            )
-            outcome = self.payments.rail.submit(
-                RailInstruction(
-                    end_to_end_id=made["end_to_end_id"],
-                    direction="pay_out" if made["net"] > 0 else "collect",
-                    amount_minor=abs(made["net"]),
-                    currency=currency,
-                    account_reference=token,
-                )
-            )
-            self.db.run(
-                lambda conn: conn.execute(
-                    sa.update(t.settlements)
-                    .where(t.settlements.c.id == made["settlement_id"])
-                    .values(status=RailOutcome(outcome).value)
-                )
-            )
-        return self.statement(partner_id, day)
+        return made, settled_meanwhile
 
     # ------------------------------------------------------------ statements and the partner's view
 
     def statement(self, partner_id: str, day: date) -> dict[str, Any]:
-        def work(conn: Connection) -> dict[str, Any]:
-            s = t.settlements.c
-            row = conn.execute(
-                sa.select(t.settlements).where(s.partner_id == partner_id, s.business_date == day)
-            ).one_or_none()
-            if row is None:
-                raise StatementNotFound(f"no settlement for {partner_id} on {day}")
-            m = t.movements.c
-            per_account = conn.execute(
-                sa.select(m.account_ref, m.component, sa.func.sum(m.amount_minor))
-                .where(m.settlement_id == row.id)
-                .group_by(m.account_ref, m.component)
-                .order_by(m.account_ref, m.component)
-            ).all()
-            c = row.currency
-            return {
-                "partner_id": partner_id,
-                "business_date": day.isoformat(),
-                "settlement_id": row.id,
-                "status": row.status,
-                "end_to_end_id": row.end_to_end_id,
-                "ledger_entry_seq": row.entry_seq,
-                "lines": {k: {"amount_minor": int(v), "currency": c} for k, v in row.lines.items()},
-                "net": {"amount_minor": row.net_minor, "currency": c},
-                "direction": "platform_pays_bank"
-                if row.net_minor > 0
-                else ("bank_pays_platform" if row.net_minor < 0 else "nothing"),
-                "accounts": [
-                    {"account_id": ref, "component": component, "amount_minor": int(amount)}
-                    for ref, component, amount in per_account
-                ],
-            }
-
-        return self.db.run(work, readonly=True)
+        return self.db.run(partial(_statement, partner_id=partner_id, day=day), readonly=True)
 
     def statements(self, partner_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
         s = t.settlements.c
@@ -752,6 +797,31 @@ class ColendingAllocator:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _statement(conn: Connection, partner_id: str, day: date) -> dict[str, Any]:
+    row = conn.execute(_SETTLEMENT_ROW, {"partner": partner_id, "day": day}).one_or_none()
+    if row is None:
+        raise StatementNotFound(f"no settlement for {partner_id} on {day}")
+    per_account = conn.execute(_SETTLEMENT_ACCOUNTS, {"settlement": row.id}).all()
+    c = row.currency
+    return {
+        "partner_id": partner_id,
+        "business_date": day.isoformat(),
+        "settlement_id": row.id,
+        "status": row.status,
+        "end_to_end_id": row.end_to_end_id,
+        "ledger_entry_seq": row.entry_seq,
+        "lines": {k: {"amount_minor": int(v), "currency": c} for k, v in row.lines.items()},
+        "net": {"amount_minor": row.net_minor, "currency": c},
+        "direction": "platform_pays_bank"
+        if row.net_minor > 0
+        else ("bank_pays_platform" if row.net_minor < 0 else "nothing"),
+        "accounts": [
+            {"account_id": ref, "component": component, "amount_minor": int(amount)}
+            for ref, component, amount in per_account
+        ],
+    }
 
 
 def _stake_totals(conn: Connection, partner_id: str) -> tuple[int, int]:
@@ -982,13 +1052,10 @@ class _Book:
                 ),
                 [{"r": r, "p": p, "c": c, "v": self.allocated[(r, p, c)]} for r, p, c in sorted(self.dirty_allocated)],
             )
-        for partner_id, delta in sorted(self.outstanding_delta.items()):
-            if delta:
-                conn.execute(
-                    sa.update(t.partners)
-                    .where(t.partners.c.id == partner_id)
-                    .values(outstanding_minor=t.partners.c.outstanding_minor + delta)
-                )
+        deltas = sorted(self.outstanding_delta.items())
+        changed = [{"partner": pid, "delta": delta} for pid, delta in deltas if delta]
+        if changed:
+            conn.execute(_PARTNER_OUTSTANDING, changed)
         if self.dirty_outstanding:
             conn.execute(
                 sa.text(

@@ -91,6 +91,13 @@ movements = sa.Table(
     sa.Column("event_position", sa.BigInteger, nullable=False),
     sa.Column("settlement_id", sa.String(32), nullable=True),
     sa.Index("ix_colending_movements_partner_date", "partner_id", "business_date"),
+    sa.Index(  # what daily settlement reads: only the movements not yet settled
+        "ix_colending_movements_unsettled",
+        "partner_id",
+        "business_date",
+        postgresql_where=sa.text("settlement_id IS NULL"),
+        sqlite_where=sa.text("settlement_id IS NULL"),
+    ),
     sa.Index("ix_colending_movements_account", "account_ref"),
 )
 

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache, partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,10 +51,34 @@ from creditstack.lending.products import Product, day_units
 
 STEPS = ("accrue", "bill", "statements", "late_fees", "age", "non_accrual", "charge_off", "snapshot", "post_gl")
 CHUNK_SIZE_DEFAULT = 50_000
+#: Steps that take a commit counter (outbox events, a ledger entry): a transaction of several steps ends there.
+_COUNTER_STEPS = frozenset({"age", "charge_off", "post_gl"})
+#: Distinct SQL texts end of day builds (per step, product and dialect): a bound on the cache of parsed texts.
+SQL_TEXTS_CACHED_MAX = 1_024
 
 
+@lru_cache(maxsize=SQL_TEXTS_CACHED_MAX)
 def _sql(text: str) -> sa.TextClause:
+    """The parsed statement of `text`: the steps build the same few texts every day, parsed once."""
     return sa.text(text)
+
+
+# Bookkeeping statements, built once.
+_r, _st = t.eod_runs.c, t.eod_steps.c
+_PENDING_RUN = sa.select(sa.func.min(_r.business_date)).where(_r.status == "running")
+_LAST_RUN = sa.select(_r.business_date, _r.status).order_by(_r.business_date.desc()).limit(1)
+_MAX_ACCOUNT_ID = sa.select(sa.func.coalesce(sa.func.max(t.accounts.c.id), 0))
+_RUN = sa.select(t.eod_runs).where(_r.business_date == sa.bindparam("d", type_=sa.Date))
+_JOURNALED = sa.select(_st.step, _st.chunk).where(_st.business_date == sa.bindparam("d", type_=sa.Date))
+_JOURNALED_CHUNKS = sa.select(_st.step, _st.chunk).where(
+    _st.business_date == sa.bindparam("d", type_=sa.Date),
+    _st.chunk.between(sa.bindparam("first", type_=sa.Integer), sa.bindparam("last", type_=sa.Integer)),
+)
+_FINISH_RUN = (
+    sa.update(t.eod_runs)
+    .where(_r.business_date == sa.bindparam("d", type_=sa.Date))
+    .values(status="complete", finished_at=sa.bindparam("now", type_=sa.DateTime(timezone=True)))
+)
 
 
 @dataclass
@@ -160,6 +185,13 @@ class EndOfDay:
         self.chunk_size = chunk_size
         self.dialect = Dialect(db.is_postgres)
         self.on_chunk = on_chunk  # progress: (step, chunk, chunks)
+        #: The latest business date this process has seen end of day complete for (a run once complete stays
+        #: complete): the online paths need not look for instalments to bill ahead of a run that is done.
+        self.complete_through: date | None = None
+
+    def _completed(self, day: date) -> None:
+        if self.complete_through is None or day > self.complete_through:
+            self.complete_through = day
 
     # ------------------------------------------------------------ orchestration
 
@@ -185,12 +217,12 @@ class EndOfDay:
     def run(self, business_date: date | None = None) -> list[EodReport]:
         """Finish any interrupted run, then close `business_date` (default: the current business date)."""
         reports = []
-        pending = self.pending_date()
+        pending, current = self.db.run(self._pending_and_current, readonly=True)  # one read for both
         if pending is not None:
             reports.append(self._execute(pending))
             if business_date is not None and business_date == pending:
                 return reports
-        current = self.ledger.business_date()
+            current = self.ledger.business_date()
         target = business_date or current
         if target > current:
             raise EodDateInvalid(
@@ -200,9 +232,46 @@ class EndOfDay:
             if self._is_complete(target):
                 return reports or [EodReport(target, already_complete=True)]
             raise EodDateInvalid(f"{target} is before the current business date {current}", field="business_date")
-        self._start(target)
-        reports.append(self._execute(target))
+        if self.db.is_sqlite:  # writers are serialised: a book of one chunk closes the day in one commit
+            report = self._run_whole(target)
+            if report is not None:
+                reports.append(report)
+                return reports
+        started = self._start(target)
+        reports.append(self._execute(target, started))
         return reports
+
+    def _run_whole(self, day: date) -> EodReport | None:
+        """SQLite, a book of one chunk: the run recorded, the date rolled, every step journaled and the run
+        marked complete in one transaction — one commit (each costs an fsync) instead of four. A crash rolls
+        all of it back, and the rerun starts the day afresh. None (nothing done) for a larger book."""
+        started = time.perf_counter()
+        products = self.products()
+        report = EodReport(day)
+        timings = {step: StepTiming(step) for step in STEPS}
+        report.steps = list(timings.values())
+
+        def work(conn: Connection) -> list[tuple[str, int, int, float]] | None:
+            max_id = int(conn.execute(_MAX_ACCOUNT_ID).scalar_one())
+            chunks = list(_chunks(max_id, self.chunk_size))
+            if len(chunks) != 1:
+                return None
+            self._start_in(conn, day)
+            [unit] = _units(day, chunks, set(), {}, together=True)
+            return self._unit_in(conn, day, unit, products, finish=True)
+
+        ran = self.db.run(work)
+        if ran is None:
+            return None
+        self._record(ran, timings, chunks=1)
+        self._completed(day)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    @staticmethod
+    def _pending_and_current(conn: Connection) -> tuple[date | None, date]:
+        pending = conn.execute(_PENDING_RUN).scalar_one_or_none()
+        return pending, business_dates.current(conn, PLATFORM_CORE, SERVICE)
 
     def catch_up(self, through: date) -> list[EodReport]:
         """Run end of day for every date from the current business date through `through`, in order."""
@@ -222,109 +291,106 @@ class EndOfDay:
         )
         return status == "complete"
 
-    def _start(self, day: date) -> None:
-        r = t.eod_runs.c
+    def _start(self, day: date) -> tuple[int, int]:
+        """Record the run and roll the business date; returns the run's (max account id, chunk size)."""
+        return self.db.run(lambda conn: self._start_in(conn, day))
 
-        def work(conn: Connection) -> None:
-            previous = conn.execute(sa.select(sa.func.max(r.business_date))).scalar_one_or_none()
-            if previous is not None:
-                status = conn.execute(sa.select(r.status).where(r.business_date == previous)).scalar_one()
-                if previous >= day:
-                    raise EodDateInvalid(f"end of day for {day} has already started", field="business_date")
-                if status != "complete" or previous != day - timedelta(days=1):
-                    raise EodOutOfOrder(
-                        f"end of day for {day} needs {day - timedelta(days=1)} complete first "
-                        f"(last run: {previous}, {status})",
-                        field="business_date",
-                    )
-            max_id = conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.accounts.c.id), 0))).scalar_one()
-            conn.execute(
-                t.eod_runs.insert().values(
-                    business_date=day,
-                    status="running",
-                    max_account_id=int(max_id),
-                    chunk_size=self.chunk_size,
-                    started_at=self.clock.now(),
+    def _start_in(self, conn: Connection, day: date) -> tuple[int, int]:
+        previous = conn.execute(_LAST_RUN).first()
+        if previous is not None:
+            last, status = previous
+            if last >= day:
+                raise EodDateInvalid(f"end of day for {day} has already started", field="business_date")
+            if status != "complete" or last != day - timedelta(days=1):
+                raise EodOutOfOrder(
+                    f"end of day for {day} needs {day - timedelta(days=1)} complete first (last run: {last}, {status})",
+                    field="business_date",
                 )
+        max_id = int(conn.execute(_MAX_ACCOUNT_ID).scalar_one())
+        conn.execute(
+            t.eod_runs.insert().values(
+                business_date=day,
+                status="running",
+                max_account_id=max_id,
+                chunk_size=self.chunk_size,
+                started_at=self.clock.now(),
             )
-            business_dates.advance(conn, PLATFORM_CORE, SERVICE, day + timedelta(days=1), self.clock.now())
-
-        self.db.run(work)
-
-    def _execute(self, day: date) -> EodReport:
-        started = time.perf_counter()
-        r = t.eod_runs.c
-        row = self.db.run(
-            lambda conn: conn.execute(sa.select(t.eod_runs).where(r.business_date == day)).one(), readonly=True
         )
-        if row.status == "complete":
-            return EodReport(day, already_complete=True)
+        business_dates.advance(conn, PLATFORM_CORE, SERVICE, day + timedelta(days=1), self.clock.now())
+        return max_id, self.chunk_size
+
+    def _execute(self, day: date, started_run: tuple[int, int] | None = None) -> EodReport:
+        """Run the steps not journaled yet. A book of one chunk runs them in three transactions instead of one
+        per step: a transaction ends after each step that takes a commit counter (the outbox's: `age`,
+        `charge_off`; the journal's: `post_gl`), so that end of day, like every online path, locks accounts
+        before a counter and never the other way round. A larger book runs each chunk of each step in its own
+        transaction. The run is marked complete in the last one."""
+        started = time.perf_counter()
+        if started_run is None:
+            row = self.db.run(lambda conn: conn.execute(_RUN, {"d": day}).one(), readonly=True)
+            if row.status == "complete":
+                self._completed(day)
+                return EodReport(day, already_complete=True)
+            started_run = (int(row.max_account_id), int(row.chunk_size))
         report = EodReport(day)
-        chunks = list(_chunks(int(row.max_account_id), int(row.chunk_size)))
+        chunks = list(_chunks(*started_run))
         products = self.products()
-        for step in STEPS:
-            timing = StepTiming(step)
-            step_started = time.perf_counter()
-            done = self._done_chunks(day, step)
-            if step == "post_gl":
-                plan: list[tuple[int, int, int]] = [(0, 0, 0)]
-            elif step == "snapshot" and (day + timedelta(days=1)).month == day.month:
-                plan = []
-            else:
-                plan = chunks
-            for chunk, lo, hi in plan:
-                if chunk in done:
-                    timing.skipped += 1
-                    continue
-                timing.rows += self._run_chunk(day, step, chunk, lo, hi, products)
-                timing.chunks += 1
-                if self.on_chunk is not None:
-                    self.on_chunk(step, chunk, len(plan))
-            timing.seconds = time.perf_counter() - step_started
-            report.steps.append(timing)
-
-        def finish(conn: Connection) -> None:
-            conn.execute(
-                sa.update(t.eod_runs)
-                .where(r.business_date == day)
-                .values(status="complete", finished_at=self.clock.now())
-            )
-
-        self.db.run(finish)
+        done = set(self.db.run(lambda conn: conn.execute(_JOURNALED, {"d": day}).all(), readonly=True))
+        timings = {step: StepTiming(step) for step in STEPS}
+        report.steps = list(timings.values())
+        units = _units(day, chunks, done, timings)
+        for index, unit in enumerate(units):
+            last = index == len(units) - 1
+            ran = self.db.run(partial(self._unit_in, day=day, unit=unit, products=products, finish=last))
+            self._record(ran, timings, chunks=len(chunks))
+        self._completed(day)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _done_chunks(self, day: date, step: str) -> set[int]:
-        s = t.eod_steps.c
-        return set(
-            self.db.run(
-                lambda conn: conn.execute(sa.select(s.chunk).where(s.business_date == day, s.step == step)).scalars(),
-                readonly=True,
-            )
-        )
-
-    def _run_chunk(self, day: date, step: str, chunk: int, lo: int, hi: int, products: dict[str, Product]) -> int:
-        method = getattr(self, f"_step_{step}")
-
-        def work(conn: Connection) -> int:
-            started = time.perf_counter()
-            s = t.eod_steps.c
-            if conn.execute(sa.select(s.rows).where(s.business_date == day, s.step == step, s.chunk == chunk)).first():
-                return 0  # another runner committed it meanwhile
-            rows = int(method(conn, day, chunk, lo, hi, products))
-            conn.execute(
-                t.eod_steps.insert().values(
-                    business_date=day,
-                    step=step,
-                    chunk=chunk,
-                    rows=rows,
-                    seconds=time.perf_counter() - started,
-                    finished_at=self.clock.now(),
+    def _unit_in(
+        self,
+        conn: Connection,
+        day: date,
+        unit: list[tuple[str, int, int, int]],
+        products: dict[str, Product],
+        *,
+        finish: bool,
+    ) -> list[tuple[str, int, int, float]]:
+        """In the caller's transaction: the unit's (step, chunk)s not journaled meanwhile by another runner,
+        their journal rows, and (`finish`) the run marked complete. Returns (step, chunk, rows, seconds) of
+        each it ran."""
+        ran: list[tuple[str, int, int, float]] = []
+        if unit:
+            chunks = sorted({chunk for _, chunk, _, _ in unit})
+            journaled = set(conn.execute(_JOURNALED_CHUNKS, {"d": day, "first": chunks[0], "last": chunks[-1]}).all())
+            for step, chunk, lo, hi in unit:
+                if (step, chunk) in journaled:
+                    continue  # another runner committed it meanwhile
+                step_started = time.perf_counter()
+                rows = int(getattr(self, f"_step_{step}")(conn, day, chunk, lo, hi, products))
+                ran.append((step, chunk, rows, time.perf_counter() - step_started))
+            if ran:
+                now = self.clock.now()
+                conn.execute(
+                    t.eod_steps.insert(),
+                    [
+                        {"business_date": day, "step": step, "chunk": chunk, "rows": rows, "seconds": seconds}
+                        | {"finished_at": now}
+                        for step, chunk, rows, seconds in ran
+                    ],
                 )
-            )
-            return rows
+        if finish:
+            conn.execute(_FINISH_RUN, {"d": day, "now": self.clock.now()})
+        return ran
 
-        return self.db.run(work)
+    def _record(self, ran: list[tuple[str, int, int, float]], timings: dict[str, StepTiming], *, chunks: int) -> None:
+        """After the commit: the report's timings, and the progress callback."""
+        for step, chunk, rows, seconds in ran:
+            timings[step].chunks += 1
+            timings[step].rows += rows
+            timings[step].seconds += seconds
+            if self.on_chunk is not None:
+                self.on_chunk(step, chunk, 1 if step == "post_gl" else chunks)
 
     # ------------------------------------------------------------ shared SQL helpers
 
@@ -927,6 +993,38 @@ class EndOfDay:
                 raise LedgerRefused(f"the ledger refused the end-of-day entries: {refused[0].error_code}")
         conn.execute(sa.update(t.gl_pending).where(g.business_date == day).values(posted=1))
         return len(entries)
+
+
+def _units(
+    day: date,
+    chunks: list[tuple[int, int, int]],
+    done: set[Any],
+    timings: dict[str, StepTiming],
+    *,
+    together: bool = False,
+) -> list[list[tuple[str, int, int, int]]]:
+    """The transactions of a run: lists of (step, chunk, lo, hi) not journaled yet (`done`: (step, chunk)s
+    journaled; counted as skipped in `timings`). A book of one chunk takes its steps together, a transaction
+    ending after each step that takes a commit counter (`together`: never); a larger book runs each chunk of
+    each step alone. Never empty: the last transaction also marks the run complete."""
+    units: list[list[tuple[str, int, int, int]]] = []
+    for step in STEPS:
+        if step == "post_gl":
+            plan: list[tuple[int, int, int]] = [(0, 0, 0)]
+        elif step == "snapshot" and (day + timedelta(days=1)).month == day.month:
+            plan = []
+        else:
+            plan = chunks
+        for chunk, lo, hi in plan:
+            if (step, chunk) in done:
+                if step in timings:
+                    timings[step].skipped += 1
+                continue
+            if len(chunks) == 1 and units and (together or units[-1][-1][0] not in _COUNTER_STEPS):
+                units[-1].append((step, chunk, lo, hi))
+            else:
+                units.append([(step, chunk, lo, hi)])
+    return units or [[]]
 
 
 def _chunks(max_id: int, size: int) -> Iterator[tuple[int, int, int]]:

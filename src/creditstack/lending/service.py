@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,6 +75,62 @@ DECISION_FEATURES_MAX = 50_000
 DECISION_FEATURES_PAGE = 1_000
 
 
+# Statements of the online paths, built once (building a statement costs more than running these small ones).
+_a, _i = t.accounts.c, t.instalments.c
+_ACCOUNT_BY_REF = sa.select(t.accounts).where(_a.ref == sa.bindparam("ref"))
+_ACCOUNT_BY_REF_LOCKED = _ACCOUNT_BY_REF.with_for_update()
+_ACCOUNT_BY_ID = sa.select(t.accounts).where(_a.id == sa.bindparam("id"))
+_ACCOUNT_PRODUCT = sa.select(_a.product_code, _a.currency).where(_a.ref == sa.bindparam("ref"))
+_CUSTOMER_ACCOUNTS = sa.select(_a.kind, _a.status, _a.currency, _a.principal_minor, _a.limit_minor, _a.dpd).where(
+    _a.customer_id == sa.bindparam("customer")
+)
+_LINE_OF_CUSTOMER = (
+    sa.select(t.accounts)
+    .where(
+        _a.customer_id == sa.bindparam("customer"),
+        _a.kind == "line",
+        _a.status == "active",
+        _a.currency == sa.bindparam("currency"),
+    )
+    .order_by(_a.id)
+    .limit(1)
+)
+_LINE_OF_CUSTOMER_LOCKED = _LINE_OF_CUSTOMER.with_for_update()
+_INSTALMENTS_TO_BILL = (
+    sa.select(t.instalments)
+    .where(_i.account_id == sa.bindparam("account"), _i.billed_on.is_(None), _i.due_date <= sa.bindparam("bd"))
+    .order_by(_i.number)
+)
+_OPEN_INSTALMENTS = (
+    sa.select(t.instalments)
+    .where(_i.account_id == sa.bindparam("account"), _i.billed_on.is_not(None), _i.settled_on.is_(None))
+    .order_by(_i.due_date, _i.number)
+)
+_ACCOUNT_INSTALMENTS = sa.select(t.instalments).where(_i.account_id == sa.bindparam("account")).order_by(_i.number)
+_PAY_INSTALMENT = (
+    sa.update(t.instalments)
+    .where(_i.account_id == sa.bindparam("account"), _i.number == sa.bindparam("row"))
+    .values(
+        fee_paid=sa.bindparam("fee"),
+        penalty_paid=sa.bindparam("penalty"),
+        interest_paid=sa.bindparam("interest"),
+        principal_paid=sa.bindparam("principal"),
+        settled_on=sa.bindparam("settled"),
+    )
+)
+_DRAW_ON_LINE = (
+    sa.update(t.accounts)
+    .where(_a.id == sa.bindparam("account"))
+    .values(
+        credit_minor=sa.bindparam("credit"),
+        principal_minor=sa.bindparam("principal"),
+        version=sa.bindparam("new_version"),
+    )
+)
+_INSERT_TRANSACTION = t.transactions.insert()
+_INSERT_DRAW = t.draws.insert()
+
+
 @dataclass(frozen=True, slots=True)
 class LendingResult:
     status_code: int
@@ -123,6 +180,7 @@ class LendingService:
         self.funding_allocator: FundingAllocator = funding_allocator or OwnFundsAllocator()
         self._products: dict[str, Product] | None = None
         self._gl: dict[str, gl.GlAccounts] = {}
+        self._house_currencies: set[str] = set()  # currencies whose payments house accounts are open
         self._lock = threading.Lock()
         self.eod = EndOfDay(
             db, clock, ledger, self.products, self.gl_accounts, chunk_size=eod_chunk_size or CHUNK_SIZE_DEFAULT
@@ -158,6 +216,7 @@ class LendingService:
                 self.gl_accounts(product.code)
         for currency in {p.currency for p in self.products().values()}:
             self.payments.ensure_house_accounts(currency)
+            self._house_currencies.add(currency)
 
     def products(self) -> dict[str, Product]:
         with self._lock:
@@ -234,10 +293,8 @@ class LendingService:
         return int(result.entry_seq or 0)
 
     def _lock_account(self, conn: Connection, ref: str, owner: str | None = None) -> Any:
-        query = sa.select(t.accounts).where(t.accounts.c.ref == ref)
-        if self.db.is_postgres:
-            query = query.with_for_update()
-        row = conn.execute(query).one_or_none()
+        query = _ACCOUNT_BY_REF_LOCKED if self.db.is_postgres else _ACCOUNT_BY_REF
+        row = conn.execute(query, {"ref": ref}).one_or_none()
         if row is None or (owner is not None and row.customer_id != owner):
             raise errors.AccountNotFound(f"no loan or line {ref}", field="account_id")
         return row
@@ -245,7 +302,7 @@ class LendingService:
     def _transaction(
         self,
         conn: Connection,
-        account: Any,
+        account_id: int,
         kind: str,
         bd: date,
         reference: str,
@@ -254,16 +311,17 @@ class LendingService:
     ) -> None:
         details = amounts.pop("details", {})
         conn.execute(
-            t.transactions.insert().values(
-                account_id=account.id,
-                kind=kind,
-                business_date=bd,
-                reference=reference,
-                ledger_key=ledger_key,
-                details=details,
-                created_at=self.clock.now(),
+            _INSERT_TRANSACTION,
+            {
+                "account_id": account_id,
+                "kind": kind,
+                "business_date": bd,
+                "reference": reference,
+                "ledger_key": ledger_key,
+                "details": details,
+                "created_at": self.clock.now(),
                 **{f"{k}_minor" if not k.endswith("_minor") else k: v for k, v in amounts.items()},
-            )
+            },
         )
 
     def _event(self, topic: str, account_ref: str, bd: date, payload: dict[str, Any]) -> DomainEvent:
@@ -316,12 +374,12 @@ class LendingService:
         return row
 
     def _bill_online(self, conn: Connection, row: Any, bd: date, day: date, events: list[DomainEvent]) -> Any:
+        if self.eod.complete_through is not None and self.eod.complete_through >= day:
+            # end of day for `day` billed every active account's rows due by bd, and rows written since
+            # (schedules, conversions, re-amortisations) fall due later: nothing to bill, no need to look
+            return row
         i = t.instalments.c
-        due = conn.execute(
-            sa.select(t.instalments)
-            .where(i.account_id == row.id, i.billed_on.is_(None), i.due_date <= bd)
-            .order_by(i.number)
-        ).all()
+        due = conn.execute(_INSTALMENTS_TO_BILL, {"account": row.id, "bd": bd}).all()
         if not due:
             return row
         gla = self.gl_accounts(row.product_code)
@@ -409,15 +467,9 @@ class LendingService:
     # ------------------------------------------------------------ applications, decisions, offers
 
     def _exposure(self, conn: Connection, customer_id: str, currency: str) -> dict[str, Any]:
-        a = t.accounts.c
-        rows = conn.execute(
-            sa.select(a.kind, a.status, a.principal_minor, a.limit_minor, a.dpd).where(
-                a.customer_id == customer_id, a.currency == currency
-            )
-        ).all()
-        closed_repaid = conn.execute(
-            sa.select(sa.func.count()).where(a.customer_id == customer_id, a.status == "closed")
-        ).scalar_one()
+        every = conn.execute(_CUSTOMER_ACCOUNTS, {"customer": customer_id}).all()  # one read, every currency
+        closed_repaid = sum(1 for r in every if r.status == "closed")
+        rows = [r for r in every if r.currency == currency]
         active = [r for r in rows if r.status == "active"]
         return {
             "outstanding_principal_minor": sum(r.principal_minor for r in active if r.kind == "loan"),
@@ -823,10 +875,9 @@ class LendingService:
                         f"disbursement {ref}",
                     ),
                 )
-                account = conn.execute(sa.select(t.accounts).where(t.accounts.c.id == account_id)).one()
                 self._transaction(
                     conn,
-                    account,
+                    account_id,
                     "disbursement",
                     bd,
                     ref,
@@ -856,9 +907,7 @@ class LendingService:
                 .values(status="accepted", account_id=account_id, updated_at=now)
             )
             flush_events(conn, PLATFORM_CORE, events, now)
-            return 201, self._account_json(
-                conn, conn.execute(sa.select(t.accounts).where(t.accounts.c.id == account_id)).one()
-            )
+            return 201, self._account_json(conn, conn.execute(_ACCOUNT_BY_ID, {"id": account_id}).one())
 
         return self._idempotent(member, key, "lending.accept", request, work)
 
@@ -942,8 +991,7 @@ class LendingService:
             body["maturity_date"] = _iso(row.maturity_date)
             body["instalment"] = _money(row.instalment_minor, c)
         if with_rows:
-            i = t.instalments.c
-            rows = conn.execute(sa.select(t.instalments).where(i.account_id == row.id).order_by(i.number)).all()
+            rows = conn.execute(_ACCOUNT_INSTALMENTS, {"account": row.id}).all()
             body["instalments"] = [
                 {
                     "number": r.number,
@@ -1194,16 +1242,20 @@ class LendingService:
         return self._idempotent(member, key, "lending.repay", request, work)
 
     def _prepare_source(self, account_ref: str) -> None:
-        """Open the ledger accounts a money movement needs before its transaction starts."""
+        """Open the ledger accounts a money movement needs before its transaction starts. Once every product's
+        accounts and its currency's house accounts are open (they stay open), there is nothing to read."""
+        products = self.products()
+        if all(code in self._gl for code in products) and self._house_currencies >= {
+            p.currency for p in products.values()
+        }:
+            return
         row = self.db.run(
-            lambda conn: conn.execute(
-                sa.select(t.accounts.c.product_code, t.accounts.c.currency).where(t.accounts.c.ref == account_ref)
-            ).one_or_none(),
-            readonly=True,
+            lambda conn: conn.execute(_ACCOUNT_PRODUCT, {"ref": account_ref}).one_or_none(), readonly=True
         )
         if row is not None:
             self.gl_accounts(row.product_code)
             self.payments.ensure_house_accounts(row.currency)
+            self._house_currencies.add(row.currency)
 
     def _source_account(self, row: Any, source: str) -> int:
         if source == "wallet":
@@ -1223,11 +1275,7 @@ class LendingService:
     ) -> dict[str, Any]:
         product = self.product(row.product_code)
         i = t.instalments.c
-        open_rows = conn.execute(
-            sa.select(t.instalments)
-            .where(i.account_id == row.id, i.billed_on.is_not(None), i.settled_on.is_(None))
-            .order_by(i.due_date, i.number)
-        ).all()
+        open_rows = conn.execute(_OPEN_INSTALMENTS, {"account": row.id}).all()
         remaining = amount
         paid = {"principal": 0, "interest": 0, "penalty": 0, "fees": 0, "credit": 0}
         penalty_owed = row.penalty_minor
@@ -1280,25 +1328,44 @@ class LendingService:
             if remaining:
                 paid["credit"] = remaining
                 remaining = 0
-        # rows
-        for number, taken in row_updates:
-            inst = next(r for r in open_rows if r.number == number)
-            paid_values = {
-                "fee_paid": inst.fee_paid + taken["fees"],
-                "penalty_paid": inst.penalty_paid + taken["penalty"],
-                "interest_paid": inst.interest_paid + taken["interest"],
-                "principal_paid": inst.principal_paid + taken["principal"],
-            }
-            settled = (
-                paid_values["fee_paid"] == inst.fee_due
-                and paid_values["interest_paid"] == inst.interest_due
-                and paid_values["principal_paid"] == inst.principal_due
-            )
-            conn.execute(
-                sa.update(t.instalments)
-                .where(i.account_id == row.id, i.number == number)
-                .values(**paid_values, settled_on=bd if settled else None)
-            )
+        # rows; and, as they now stand, the oldest past-due date and the overdue principal (`_refresh_past_due`
+        # over the billed rows left open, computed here from the rows just read instead of read again)
+        tolerance = product.dpd_tolerance_minor
+        paid_rows = dict(row_updates)
+        past: list[date] = []
+        overdue = 0
+        for inst in open_rows:
+            paid_now = paid_rows.get(inst.number)
+            fee_paid, interest_paid, principal_paid = inst.fee_paid, inst.interest_paid, inst.principal_paid
+            if paid_now is not None:
+                fee_paid += paid_now["fees"]
+                interest_paid += paid_now["interest"]
+                principal_paid += paid_now["principal"]
+                settled = (
+                    fee_paid == inst.fee_due
+                    and interest_paid == inst.interest_due
+                    and principal_paid == inst.principal_due
+                )
+                conn.execute(
+                    _PAY_INSTALMENT,
+                    {
+                        "account": row.id,
+                        "row": inst.number,
+                        "fee": fee_paid,
+                        "penalty": inst.penalty_paid + paid_now["penalty"],
+                        "interest": interest_paid,
+                        "principal": principal_paid,
+                        "settled": bd if settled else None,
+                    },
+                )
+                if settled:
+                    continue
+            if inst.due_date < bd:
+                owed = inst.principal_due + inst.interest_due + inst.fee_due
+                unpaid = owed - principal_paid - interest_paid - fee_paid
+                if unpaid > tolerance:
+                    past.append(inst.due_date)
+                overdue += inst.principal_due - principal_paid
         billed_principal_paid = sum(taken["principal"] for _, taken in row_updates)
         billed_interest_paid = sum(taken["interest"] for _, taken in row_updates)
         billed_fees_paid = sum(taken["fees"] for _, taken in row_updates)
@@ -1321,7 +1388,9 @@ class LendingService:
             if unbilled_left == 0:
                 conn.execute(sa.delete(t.instalments).where(i.account_id == row.id, i.billed_on.is_(None)))
             else:
-                values["instalment_minor"] = self._reschedule(conn, row, product, unbilled_left, bd)
+                values["instalment_minor"], maturity = self._reschedule(conn, row, product, unbilled_left, bd)
+                if maturity is not None:
+                    values["maturity_date"] = maturity
         owed_after = (
             principal
             + values["interest_billed_minor"]
@@ -1332,8 +1401,9 @@ class LendingService:
         if row.kind == "loan" and owed_after == 0:
             closes = True
             values.update(status="closed", closed_on=bd, past_due_since=None, overdue_principal_minor=0)
+        else:
+            values.update(past_due_since=min(past) if past else None, overdue_principal_minor=overdue)
         conn.execute(sa.update(t.accounts).where(t.accounts.c.id == row.id).values(**values))
-        self._refresh_past_due(conn, row.id, bd, product)
         ledger_key = f"lending:{row.ref}:repayment:{member}:{key}"
         gla = self.gl_accounts(row.product_code)
         credits_change = paid["credit"] - credit_applied  # held now less held before and applied
@@ -1358,7 +1428,7 @@ class LendingService:
         reference = new_id("rep")
         self._transaction(
             conn,
-            row,
+            row.id,
             "repayment",
             bd,
             reference,
@@ -1393,17 +1463,20 @@ class LendingService:
                 },
             )
         )
-        account = conn.execute(sa.select(t.accounts).where(t.accounts.c.id == row.id)).one()
+        account = SimpleNamespace(**{**row._mapping, **values})  # the row as just updated, not read again
         return {"repayment_id": reference, "allocation": allocation, "account": self._account_json(conn, account)}
 
-    def _reschedule(self, conn: Connection, row: Any, product: Product, unbilled_principal: int, bd: date) -> int:
-        """After a prepayment: re-amortise the unbilled rows per the product's prepayment mode."""
+    def _reschedule(
+        self, conn: Connection, row: Any, product: Product, unbilled_principal: int, bd: date
+    ) -> tuple[int, date | None]:
+        """After a prepayment: re-amortise the unbilled rows per the product's prepayment mode. Returns the new
+        level instalment and the new maturity date (None: unchanged), for the caller's update of the account."""
         i = t.instalments.c
         rows = conn.execute(
             sa.select(t.instalments).where(i.account_id == row.id, i.billed_on.is_(None)).order_by(i.number)
         ).all()
         if not rows:
-            return int(row.instalment_minor)
+            return int(row.instalment_minor), None
         new_rows, level = reamortise(
             balance=Money(unbilled_principal, Currency.of(row.currency)),
             carry=Fraction(row.carry, RATE_SCALE * row.days_per_year),
@@ -1431,11 +1504,7 @@ class LendingService:
                 for r in new_rows
             ],
         )
-        if new_rows:
-            conn.execute(
-                sa.update(t.accounts).where(t.accounts.c.id == row.id).values(maturity_date=new_rows[-1].due_date)
-            )
-        return level
+        return level, new_rows[-1].due_date if new_rows else None
 
     def _refresh_past_due(self, conn: Connection, account_id: int, bd: date, product: Product) -> None:
         """After a payment: the oldest past-due date and overdue principal as they now stand (days past due
@@ -1507,7 +1576,7 @@ class LendingService:
                 .values(recovered_minor=row.recovered_minor + amount, version=row.version + 1)
             )
             self._transaction(
-                conn, row, "recovery", bd, new_id("rec"), ledger_key, amount=amount, details={"source": source}
+                conn, row.id, "recovery", bd, new_id("rec"), ledger_key, amount=amount, details={"source": source}
             )
             flush_events(
                 conn,
@@ -1609,7 +1678,7 @@ class LendingService:
             apr = compute_apr([(bd, amount)], [(d, p + fee) for d, p in zip(due_dates, parts, strict=True)])
             self._transaction(
                 conn,
-                row,
+                row.id,
                 "conversion",
                 bd,
                 new_id("cnv"),
@@ -1638,16 +1707,8 @@ class LendingService:
     def reserve_draw(
         self, conn: Connection, *, customer_id: str, amount_minor: int, currency: str, payment_id: str
     ) -> FundingLeg:
-        a = t.accounts.c
-        query = (
-            sa.select(t.accounts)
-            .where(a.customer_id == customer_id, a.kind == "line", a.status == "active", a.currency == currency)
-            .order_by(a.id)
-            .limit(1)
-        )
-        if self.db.is_postgres:
-            query = query.with_for_update()
-        row = conn.execute(query).one_or_none()
+        query = _LINE_OF_CUSTOMER_LOCKED if self.db.is_postgres else _LINE_OF_CUSTOMER
+        row = conn.execute(query, {"customer": customer_id, "currency": currency}).one_or_none()
         if row is None:
             raise errors.AccountNotFound("the customer has no open credit line in this currency", field="funding")
         bd = self._business_date(conn)
@@ -1672,13 +1733,13 @@ class LendingService:
                 available_minor=available,
             )
         conn.execute(
-            sa.update(t.accounts)
-            .where(a.id == row.id)
-            .values(
-                credit_minor=row.credit_minor - from_credit,
-                principal_minor=row.principal_minor + to_principal,
-                version=row.version + 1,
-            )
+            _DRAW_ON_LINE,
+            {
+                "account": row.id,
+                "credit": row.credit_minor - from_credit,
+                "principal": row.principal_minor + to_principal,
+                "new_version": row.version + 1,
+            },
         )
         if not to_principal:
             leg = FundingLeg(gla["customer_credits"], row.ref)
@@ -1701,13 +1762,12 @@ class LendingService:
                     ),
                 )
         conn.execute(
-            t.draws.insert().values(
-                payment_id=payment_id, account_id=row.id, amount_minor=amount_minor, business_date=bd
-            )
+            _INSERT_DRAW,
+            {"payment_id": payment_id, "account_id": row.id, "amount_minor": amount_minor, "business_date": bd},
         )
         self._transaction(
             conn,
-            row,
+            row.id,
             "draw",
             bd,
             payment_id,
@@ -1809,7 +1869,7 @@ class LendingService:
         )
         self._transaction(
             conn,
-            row,
+            row.id,
             "refund",
             bd,
             f"{payment_id}:{draw.refunded_minor}",
