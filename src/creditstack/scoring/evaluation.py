@@ -149,7 +149,9 @@ def fit_default_lightgbm(
 
     def predict(rows: Mapping[str, FloatArray | IntArray]) -> FloatArray:
         frame = _baseline_frame(spec, rows, categorical_dtype=True)
-        return np.asarray(classifier.predict_proba(frame)[:, 1], dtype=np.float64)
+        # predict_proba is annotated as possibly sparse or a list (pred_contrib=True); here it is a dense array
+        probabilities = np.asarray(classifier.predict_proba(frame), dtype=np.float64)
+        return probabilities[:, 1]
 
     return predict
 

@@ -319,8 +319,8 @@ def fit_gbm(
         raise ValueError("calibration must be 'platt' or 'isotonic'")
     check_training_rows(y)
     fit_index, held_index = stratified_holdout(y, params.calibration_share, params.seed)
-    fit_rows: dict[str, FloatArray | IntArray] = {name: np.asarray(v)[fit_index] for name, v in cleaned.items()}
-    held_rows: dict[str, FloatArray | IntArray] = {name: np.asarray(v)[held_index] for name, v in cleaned.items()}
+    fit_rows: dict[str, FloatArray | IntArray] = {name: v[fit_index] for name, v in cleaned.items()}
+    held_rows: dict[str, FloatArray | IntArray] = {name: v[held_index] for name, v in cleaned.items()}
     y_fit, y_held = y[fit_index], y[held_index]
 
     features = []
@@ -349,7 +349,10 @@ def fit_gbm(
             valid_sets=[lgb.Dataset(x_held, y_held, feature_name=names)],
             callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
         )
-        loss = _log_loss(y_held, booster.predict(x_held, raw_score=True, num_iteration=booster.best_iteration))
+        margin = np.asarray(
+            booster.predict(x_held, raw_score=True, num_iteration=booster.best_iteration), dtype=np.float64
+        )
+        loss = _log_loss(y_held, margin)
         notes.append(f"num_leaves={num_leaves}: {booster.best_iteration} trees, held-out log-loss {loss:.5f}")
         if best is None or loss < best[0]:
             best = (loss, booster, num_leaves)

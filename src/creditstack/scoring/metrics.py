@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,25 @@ PSI_EPSILON = 1e-4
 """Proportions are floored at this before the logarithm, so an empty bin does not make PSI infinite."""
 BASELINE_BINS = 10
 ROC_POINTS_MAX = 200
+
+
+class FeatureStability(TypedDict):
+    """CSI of one feature against its training baseline, and its status."""
+
+    csi: float
+    status: str
+
+
+class GroupFairness(TypedDict):
+    """One protected group's row of the fairness report (rates are NaN for a group without rows)."""
+
+    group: str
+    rows: int
+    approval_rate: float
+    bad_rate: float
+    true_positive_rate_goods: float
+    approval_rate_ratio: NotRequired[float]
+    four_fifths_pass: NotRequired[bool | None]
 
 
 def average_ranks(values: FloatArray) -> FloatArray:
@@ -215,12 +234,16 @@ def distribution(baseline: Mapping[str, Any], values: npt.NDArray[Any]) -> Float
         missing = np.isnan(numbers)
         regular = ~specials & ~missing
         counts = np.bincount(np.searchsorted(edges, numbers[regular], side="right"), minlength=len(edges) + 1)
-        return np.r_[counts, specials.sum(), missing.sum()].astype(np.float64) / total
+        shares: FloatArray = np.r_[counts, specials.sum(), missing.sum()].astype(np.float64) / total
+        return shares
     codes = np.asarray(values, dtype=np.int64)
     categories = int(baseline["categories"])
     known = codes >= 0
     counts = np.bincount(codes[known], minlength=categories)[:categories]
-    return np.r_[counts, (codes == CATEGORY_MISSING).sum(), (codes == CATEGORY_UNSEEN).sum()].astype(np.float64) / total
+    category_shares: FloatArray = (
+        np.r_[counts, (codes == CATEGORY_MISSING).sum(), (codes == CATEGORY_UNSEEN).sum()].astype(np.float64) / total
+    )
+    return category_shares
 
 
 def feature_baselines(specs: Sequence[ColumnSpec], cleaned: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
@@ -246,7 +269,7 @@ def stability_report(
 ) -> dict[str, Any]:
     """PSI of the score and CSI of every feature against the training baseline, with their status."""
     score_psi = psi(score_base["proportions"], distribution(score_base, np.asarray(scores, dtype=np.float64)))
-    features = {}
+    features: dict[str, FeatureStability] = {}
     for name, base in feature_bases.items():
         if name not in cleaned:
             continue
@@ -304,7 +327,7 @@ def fairness_report(
     labels = _labels(y)
     scores = np.asarray(score, dtype=np.float64)
     approved = scores >= cutoff
-    rows = []
+    rows: list[GroupFairness] = []
     for group in sorted({str(g) for g in groups}):
         mask = groups == group
         goods = mask & (labels == 0)
@@ -323,8 +346,9 @@ def fairness_report(
         ratio = row["approval_rate"] / best if best and best > 0 else math.nan
         row["approval_rate_ratio"] = round(ratio, 6)
         row["four_fifths_pass"] = bool(ratio >= FOUR_FIFTHS) if not math.isnan(ratio) else None
-        for key in ("approval_rate", "bad_rate", "true_positive_rate_goods"):
-            row[key] = round(row[key], 6)
+        row["approval_rate"] = round(row["approval_rate"], 6)
+        row["bad_rate"] = round(row["bad_rate"], 6)
+        row["true_positive_rate_goods"] = round(row["true_positive_rate_goods"], 6)
     tprs = [r["true_positive_rate_goods"] for r in rows if not math.isnan(r["true_positive_rate_goods"])]
     ratios = [r["approval_rate_ratio"] for r in rows if not math.isnan(r["approval_rate_ratio"])]
     return {

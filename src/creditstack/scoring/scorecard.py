@@ -421,8 +421,8 @@ def _fit_scorecard(
     scale = scale or ScoreScale()
     check_training_rows(y)
     fit_index, held_index = stratified_holdout(y, params.calibration_share, params.seed)
-    fit_rows: dict[str, FloatArray | IntArray] = {name: np.asarray(v)[fit_index] for name, v in cleaned.items()}
-    held_rows: dict[str, FloatArray | IntArray] = {name: np.asarray(v)[held_index] for name, v in cleaned.items()}
+    fit_rows: dict[str, FloatArray | IntArray] = {name: v[fit_index] for name, v in cleaned.items()}
+    held_rows: dict[str, FloatArray | IntArray] = {name: v[held_index] for name, v in cleaned.items()}
     y_fit, y_held = y[fit_index], y[held_index]
     notes: list[str] = []
 
