@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from creditstack.core import sequence
 from creditstack.core.db import driver_connection
-from creditstack.core.idempotency import StoredOutcome
+from creditstack.core.idempotency import StoredOutcome, bulk_insert
 from creditstack.core.tables import PLATFORM_CORE
 from creditstack.ledger import tables as t
 from creditstack.ledger.domain import (
@@ -115,6 +115,48 @@ def insert_account(
 
 def account_code_exists(conn: Connection, code: str) -> bool:
     return conn.execute(sa.select(t.accounts.c.id).where(t.accounts.c.code == code)).first() is not None
+
+
+#: Columns `insert_accounts` writes, in the order of its rows' values (the balances start at their defaults).
+ACCOUNT_INSERT_COLUMNS = (
+    "code",
+    "member",
+    "currency",
+    "type",
+    "no_overdraft",
+    "credit_limit_minor",
+    "uses_deltas",
+    "metadata",
+    "created_at",
+)
+_ACCOUNTS_BY_CODE = sa.select(t.accounts).where(t.accounts.c.code.in_(sa.bindparam("codes", expanding=True)))
+_ACCOUNT_IDS_BY_CODE = sa.select(t.accounts.c.code, t.accounts.c.id).where(
+    t.accounts.c.code.in_(sa.bindparam("codes", expanding=True))
+)
+
+
+def insert_accounts(conn: Connection, rows: Sequence[Sequence[Any]]) -> dict[str, int]:
+    """Insert many accounts (values in `ACCOUNT_INSERT_COLUMNS` order) through the driver — COPY on
+    PostgreSQL, executemany on SQLite — in order, so their ids ascend in it; returns their ids by code."""
+    if not rows:
+        return {}
+    bulk_insert(conn, t.accounts, ACCOUNT_INSERT_COLUMNS, rows)
+    ids: dict[str, int] = {}
+    for chunk in _chunks(sorted(r[0] for r in rows)):
+        ids.update(
+            (code, int(account_id)) for code, account_id in conn.execute(_ACCOUNT_IDS_BY_CODE, {"codes": list(chunk)})
+        )
+    return ids
+
+
+def account_rows_by_code(conn: Connection, codes: Iterable[str]) -> dict[str, Any]:
+    """The accounts with these codes (whole rows), by code; unknown codes are absent."""
+    wanted = sorted(set(codes))
+    found: dict[str, Any] = {}
+    for chunk in _chunks(wanted):
+        for row in conn.execute(_ACCOUNTS_BY_CODE, {"codes": list(chunk)}):
+            found[row.code] = row
+    return found
 
 
 _ACCOUNT_STATE_COLUMNS = (

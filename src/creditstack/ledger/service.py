@@ -55,6 +55,8 @@ WRITER_QUEUE_MAX = 10_000
 PAGE_SIZE_MAX = 1_000
 #: How many times a batch that collided with a concurrent duplicate key is decided again.
 KEY_COLLISION_RETRIES_MAX = 5
+#: Most accounts one `open_accounts` call may open.
+ACCOUNTS_BATCH_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,20 @@ class BatchRejected(ValidationFailed):
             errors=[e.to_dict() for e in record_errors],
         )
         self.record_errors = record_errors
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    """One account for `LedgerService.open_accounts`: the arguments of `open_account`."""
+
+    member: str
+    code: str
+    currency: str
+    type: AccountType | str
+    no_overdraft: bool = False
+    credit_limit_minor: int = 0
+    uses_deltas: bool = False
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,21 +213,9 @@ class LedgerService:
         uses_deltas: bool = False,
         metadata: dict[str, Any] | None = None,
     ) -> AccountView:
-        try:
-            account_type = AccountType(type)
-        except ValueError as exc:
-            raise errors.InvalidAccountDefinition(f"unknown account type {type!r}", field="type") from exc
-        Currency.of(currency)
-        if not code or len(code) > 100:
-            raise errors.InvalidAccountDefinition("code must be 1..100 characters", field="code")
-        if type_is_bool(credit_limit_minor) or credit_limit_minor < 0:
-            raise errors.InvalidAccountDefinition(
-                "credit limit must be a non-negative integer", field="credit_limit_minor"
-            )
-        if uses_deltas and no_overdraft:
-            raise errors.InvalidAccountDefinition(
-                "an account that takes balance deltas cannot have an overdraft check", field="uses_deltas"
-            )
+        account_type = _checked_account(
+            NewAccount(member, code, currency, type, no_overdraft, credit_limit_minor, uses_deltas, metadata)
+        )
 
         def work(conn: Connection) -> int:
             if repo.account_code_exists(conn, code):
@@ -231,6 +235,89 @@ class LedgerService:
 
         account_id = self.db.run(work)
         return self.get_account(account_id)
+
+    def open_accounts(self, accounts: Sequence[NewAccount], *, reuse_existing: bool = False) -> list[AccountView]:
+        """`open_account` for many accounts in one transaction: `open_accounts_in_transaction` in its own."""
+        return self.db.run(
+            lambda conn: self.open_accounts_in_transaction(conn, accounts, reuse_existing=reuse_existing)
+        )
+
+    def open_accounts_in_transaction(
+        self, conn: Connection, accounts: Sequence[NewAccount], *, reuse_existing: bool = False
+    ) -> list[AccountView]:
+        """Open many accounts inside the caller's transaction, with one insert: one view per account, in order
+        (ids ascending in that order, as one `open_account` call after another would give them).
+
+        Every definition is checked as `open_account` checks it, and all of them before anything is written:
+        any invalid one (or a code twice in the call) refuses the whole call with `ledger.batch_invalid`
+        listing each bad definition. A code already in use is `ledger.account_code_taken` (naming every such
+        code) — or, with `reuse_existing`, that account is returned instead (as `ensure_account` does; for
+        callers whose codes derive from their own idempotency keys). At most `ACCOUNTS_BATCH_MAX` accounts.
+        """
+        if len(accounts) > ACCOUNTS_BATCH_MAX:
+            raise errors.BatchTooLarge(
+                f"one call may open at most {ACCOUNTS_BATCH_MAX} accounts, got {len(accounts)}",
+                field="accounts",
+                accounts_max=ACCOUNTS_BATCH_MAX,
+            )
+        types: list[AccountType] = []
+        invalid: list[RecordError] = []
+        seen: set[str] = set()
+        for i, account in enumerate(accounts):
+            try:
+                types.append(_checked_account(account))
+                if account.code in seen:
+                    raise errors.InvalidAccountDefinition(
+                        f"account code {account.code!r} appears twice in the call", field="code"
+                    )
+                seen.add(account.code)
+            except CreditstackError as exc:
+                invalid.append(RecordError.from_error(i, exc))
+        if invalid:
+            raise BatchRejected(invalid)
+        if not accounts:
+            return []
+        existing = repo.account_rows_by_code(conn, [a.code for a in accounts])
+        if existing and not reuse_existing:
+            taken = sorted(existing)
+            raise errors.AccountCodeTaken(f"account code {taken[0]!r} is taken", field="code", codes=taken)
+        now = self.clock.now()
+        fresh = [(a, t) for a, t in zip(accounts, types, strict=True) if a.code not in existing]
+        ids = repo.insert_accounts(
+            conn,
+            [
+                (a.code, a.member, a.currency, t.value, a.no_overdraft, a.credit_limit_minor, a.uses_deltas,
+                 a.metadata or {}, now)
+                for a, t in fresh
+            ],
+        )  # fmt: skip
+        views = []
+        for account, account_type in zip(accounts, types, strict=True):
+            row = existing.get(account.code)
+            if row is not None:
+                views.append(self._view(conn, row))
+                continue
+            views.append(
+                AccountView(
+                    id=ids[account.code],
+                    code=account.code,
+                    member=account.member,
+                    currency=account.currency,
+                    type=account_type.value,
+                    no_overdraft=account.no_overdraft,
+                    credit_limit_minor=account.credit_limit_minor,
+                    uses_deltas=account.uses_deltas,
+                    debits_posted=0,
+                    credits_posted=0,
+                    debits_pending=0,
+                    credits_pending=0,
+                    balance_minor=0,
+                    pending_out_minor=0,
+                    available_minor=0,
+                    metadata=dict(account.metadata or {}),
+                )
+            )
+        return views
 
     def ensure_account(
         self,
@@ -711,6 +798,25 @@ class LedgerService:
     def compact(self) -> int:
         """Fold hot accounts' balance deltas into their rows; returns how many delta rows were folded."""
         return self.db.run(repo.fold_deltas)
+
+
+def _checked_account(account: NewAccount) -> AccountType:
+    """The account's type if `open_account` would accept the definition, else `ledger.invalid_account` (or an
+    unknown currency) naming the field."""
+    try:
+        account_type = AccountType(account.type)
+    except ValueError as exc:
+        raise errors.InvalidAccountDefinition(f"unknown account type {account.type!r}", field="type") from exc
+    Currency.of(account.currency)
+    if not account.code or len(account.code) > 100:
+        raise errors.InvalidAccountDefinition("code must be 1..100 characters", field="code")
+    if type_is_bool(account.credit_limit_minor) or account.credit_limit_minor < 0:
+        raise errors.InvalidAccountDefinition("credit limit must be a non-negative integer", field="credit_limit_minor")
+    if account.uses_deltas and account.no_overdraft:
+        raise errors.InvalidAccountDefinition(
+            "an account that takes balance deltas cannot have an overdraft check", field="uses_deltas"
+        )
+    return account_type
 
 
 def type_is_bool(value: object) -> bool:

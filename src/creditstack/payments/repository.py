@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from creditstack.core.db import driver_connection
-from creditstack.core.idempotency import copy_or_executemany
+from creditstack.core.idempotency import bulk_insert, copy_or_executemany
 from creditstack.payments import tables as t
 from creditstack.payments.domain import LimitUsage
 
@@ -410,3 +410,66 @@ def customers_page(conn: Connection, kind: str, after: str | None, limit: int) -
     if after is not None:
         query = query.where(c.id > after)
     return list(conn.execute(query))
+
+
+# ---------------------------------------------------------------- onboarding batches (`register_batch`)
+
+_CUSTOMER_COLUMNS = tuple(c.name for c in t.customers.columns)
+_WALLET_COLUMNS = tuple(c.name for c in t.wallets.columns)
+_INCOME_COLUMNS = ("customer_id", "as_of", "annual_income_minor", "currency")
+_CUSTOMERS_BY_ID = sa.select(t.customers).where(t.customers.c.id.in_(sa.bindparam("ids", expanding=True)))
+_NATIONAL_IDS_TAKEN = sa.select(t.customers.c.national_id_hash).where(
+    t.customers.c.kind == sa.bindparam("kind"),
+    t.customers.c.national_id_hash.in_(sa.bindparam("hashes", expanding=True)),
+)
+_WALLETS_OF_CUSTOMERS = (
+    sa.select(t.wallets.c.customer_id, t.wallets.c.id)
+    .where(t.wallets.c.customer_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(t.wallets.c.customer_id, t.wallets.c.created_at)
+)
+
+
+def national_id_hashes_taken(conn: Connection, kind: str, national_id_hashes: Iterable[str]) -> set[str]:
+    """Which of these national-id hashes a customer of `kind` already has (index look-ups, per chunk)."""
+    wanted = sorted(set(national_id_hashes))
+    taken: set[str] = set()
+    for chunk in _chunks(wanted):
+        taken.update(conn.execute(_NATIONAL_IDS_TAKEN, {"kind": kind, "hashes": list(chunk)}).scalars())
+    return taken
+
+
+def customer_rows(conn: Connection, customer_ids: Iterable[str]) -> dict[str, Any]:
+    """The customers with these ids (whole rows, as `customer_row` reads them), by id."""
+    wanted = sorted(set(customer_ids))
+    found: dict[str, Any] = {}
+    for chunk in _chunks(wanted):
+        for row in conn.execute(_CUSTOMERS_BY_ID, {"ids": list(chunk)}):
+            found[row.id] = row
+    return found
+
+
+def wallet_ids_of(conn: Connection, customer_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Each customer's wallet ids, in the order `wallets_of` lists them; customers without one are absent."""
+    wanted = sorted(set(customer_ids))
+    found: dict[str, list[str]] = {}
+    for chunk in _chunks(wanted):
+        for customer_id, wallet_id in conn.execute(_WALLETS_OF_CUSTOMERS, {"ids": list(chunk)}):
+            found.setdefault(customer_id, []).append(wallet_id)
+    return found
+
+
+def insert_customers(
+    conn: Connection, customers: Sequence[Mapping[str, Any]], incomes: Sequence[tuple[str, date, int, str]]
+) -> None:
+    """Many customers (rows as `insert_customer` takes them) and their incomes (customer id, as of, amount,
+    currency): one bulk insert per table, through the driver."""
+    if customers:
+        bulk_insert(conn, t.customers, _CUSTOMER_COLUMNS, [[r[c] for c in _CUSTOMER_COLUMNS] for r in customers])
+    if incomes:
+        bulk_insert(conn, t.incomes, _INCOME_COLUMNS, incomes)
+
+
+def insert_wallets(conn: Connection, wallets: Sequence[Mapping[str, Any]]) -> None:
+    """Many wallets (rows as `insert_wallet` takes them): one bulk insert, through the driver."""
+    if wallets:
+        bulk_insert(conn, t.wallets, _WALLET_COLUMNS, [[r[c] for c in _WALLET_COLUMNS] for r in wallets])

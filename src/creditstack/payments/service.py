@@ -16,7 +16,6 @@ outcome applied; a timeout leaves the payment `unknown` and any hold in place.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from creditstack.ledger.domain import (
     Side,
     VoidHold,
 )
-from creditstack.ledger.service import CommandResult, LedgerService
+from creditstack.ledger.service import CommandResult, LedgerService, NewAccount
 from creditstack.payments import errors
 from creditstack.payments import repository as repo
 from creditstack.payments.batch import PaymentBatch
@@ -54,9 +53,11 @@ from creditstack.payments.domain import (
     DEFAULT_TIERS,
     BankRail,
     BillPayment,
+    CustomerDetails,
     CustomerKind,
     FundingSource,
     MerchantPayment,
+    Onboarding,
     PaymentKind,
     PaymentRequest,
     PaymentStatus,
@@ -67,11 +68,15 @@ from creditstack.payments.domain import (
     TopUp,
     Transfer,
     WalletStatus,
+    check_customer,
     check_limits,
+    keyed_id,
     merchant_fee,
     period_keys,
     refund_fee_share,
 )
+from creditstack.payments.domain import Income as Income  # noqa: PLC0414 - re-exported: callers import it from here
+from creditstack.payments.onboarding import OnboardingBatch, OnboardingResult
 from creditstack.payments.reconciliation import LedgerItem, LedgerStatus, reconcile, statement_date
 from creditstack.payments.statement_errors import StatementMalformed
 from creditstack.payments.statements import BankStatement, CreditDebit, parse_camt053, parse_statement_csv
@@ -84,8 +89,6 @@ TOPIC_RAIL_BREAK = "payments.rail_break"
 HISTORY_PAGE_MAX = 500
 #: How many times a payment is decided again after colliding with a concurrent duplicate key.
 KEY_COLLISION_RETRIES_MAX = 5
-_NATIONAL_ID = re.compile(r"^[0-9A-Za-z-]{4,32}$")
-_CN_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,20 +112,6 @@ class PaymentResult:
     def error_code(self) -> str | None:
         error = self.body.get("error")
         return error.get("code") if isinstance(error, dict) else None
-
-
-@dataclass(frozen=True, slots=True)
-class Income:
-    as_of: date
-    annual_income: Money
-
-
-def valid_cn_resident_id(value: str) -> bool:
-    """ISO 7064 MOD 11-2 check digit of an 18-character PRC resident identity number (GB 11643-1999)."""
-    if len(value) != 18 or not value[:17].isdigit():
-        return False
-    total = sum(int(d) * w for d, w in zip(value[:17], _CN_ID_WEIGHTS, strict=True))
-    return "10X98765432"[total % 11] == value[17].upper()
 
 
 class PaymentsService:
@@ -209,82 +198,24 @@ class PaymentsService:
 
         With an idempotency key the customer's id derives from (member, key): a repeated request returns
         the same customer; the same key with other details is `idempotency.key_reused`."""
-        try:
-            customer_kind = CustomerKind(kind)
-        except ValueError as exc:
-            raise errors.InvalidCustomer(f"unknown customer kind {kind!r}", field="kind") from exc
-        if not legal_name or len(legal_name) > 200:
-            raise errors.InvalidCustomer("legal name must be 1..200 characters", field="legal_name")
-        if kyc_tier not in self.tiers:
-            raise errors.InvalidCustomer(f"unknown KYC tier {kyc_tier}", field="kyc_tier")
-        if customer_kind is CustomerKind.CONSUMER:
-            if national_id is None or date_of_birth is None:
-                raise errors.InvalidCustomer("a consumer needs a national id and a date of birth", field="national_id")
-            if date_of_birth >= self.clock.now().date():
-                raise errors.InvalidCustomer("date of birth must be in the past", field="date_of_birth")
-        if national_id is not None:
-            national_id = "".join(national_id.split()).upper()
-            if not _NATIONAL_ID.match(national_id):
-                raise errors.InvalidCustomer("national id must be 4..32 letters or digits", field="national_id")
-            if len(national_id) == 18 and national_id[:17].isdigit() and not valid_cn_resident_id(national_id):
-                raise errors.InvalidCustomer("resident id check digit does not match", field="national_id")
-        if customer_kind is CustomerKind.MERCHANT:
-            if fee_bps is None or not 0 <= fee_bps <= 10_000:
-                raise errors.InvalidCustomer("a merchant needs fee_bps in 0..10000", field="fee_bps")
-            if merchant_category is None or not re.fullmatch(r"\d{4}", merchant_category):
-                raise errors.InvalidCustomer("merchant category must be a 4-digit MCC", field="merchant_category")
-            refund_fee_policy = RefundFeePolicy(refund_fee_policy or RefundFeePolicy.PRO_RATA).value
-        if reference_pattern is not None:
-            try:
-                re.compile(reference_pattern)
-            except re.error as exc:
-                raise errors.InvalidCustomer(
-                    "reference pattern is not a regular expression", field="reference_pattern"
-                ) from exc
-        for income in incomes:
-            if income.annual_income.amount_minor < 0:
-                raise errors.InvalidCustomer("income cannot be negative", field="incomes")
-        customer_id = new_id("cus") if key is None else _keyed_id("cus", member or "", key)
-        request_fingerprint = self.vault.lookup_hash(
-            idempotency.canonical_json(
-                [
-                    customer_kind.value,
-                    legal_name,
-                    national_id,
-                    date_of_birth,
-                    address,
-                    phone,
-                    kyc_tier,
-                    [(i.as_of, i.annual_income.to_wire()) for i in incomes],
-                    merchant_category,
-                    fee_bps,
-                    refund_fee_policy,
-                    reference_pattern,
-                ]
-            ),
-            kind="request",
-        )  # keyed: a plain hash of personal data could be reversed by guessing
-        lookup = self.vault.lookup_hash(national_id, kind="national_id") if national_id else None
-
-        def seal(value: str | None, what: str) -> str | None:
-            return None if value is None else self.vault.seal(value, context=f"{customer_id}:{what}")
-
-        row = {
-            "id": customer_id,
-            "kind": customer_kind.value,
-            "legal_name_sealed": seal(legal_name, "legal_name"),
-            "date_of_birth_sealed": seal(date_of_birth.isoformat() if date_of_birth else None, "date_of_birth"),
-            "national_id_sealed": seal(national_id, "national_id"),
-            "national_id_hash": lookup,
-            "address_sealed": seal(address, "address"),
-            "phone_sealed": seal(phone, "phone"),
-            "kyc_tier": kyc_tier,
-            "merchant_category": merchant_category,
-            "fee_bps": fee_bps,
-            "refund_fee_policy": refund_fee_policy,
-            "reference_pattern": reference_pattern,
-            "created_at": self.clock.now(),
-        }
+        details = self._checked_customer(
+            kind=kind,
+            legal_name=legal_name,
+            national_id=national_id,
+            date_of_birth=date_of_birth,
+            address=address,
+            phone=phone,
+            kyc_tier=kyc_tier,
+            incomes=incomes,
+            merchant_category=merchant_category,
+            fee_bps=fee_bps,
+            refund_fee_policy=refund_fee_policy,
+            reference_pattern=reference_pattern,
+        )
+        customer_id = new_id("cus") if key is None else keyed_id("cus", member or "", key)
+        request_fingerprint = self._customer_fingerprint(details)
+        lookup = self._national_id_hash(details)
+        row = self._customer_row(customer_id, details)
 
         def work(conn: Connection) -> None:
             if key is not None:
@@ -293,19 +224,108 @@ class PaymentsService:
                 if stored is not None:
                     stored.replay(request_fingerprint, key)
                     return
-            if lookup is not None and repo.customer_by_national_id_hash(conn, customer_kind.value, lookup):
-                raise errors.DuplicateCustomer(f"a {customer_kind.value} with this national id exists")
+            if lookup is not None and repo.customer_by_national_id_hash(conn, details.kind.value, lookup):
+                raise self._duplicate_customer(details)
             if key is not None:
                 self._remember_creation(conn, member, key, request_fingerprint, "customer", customer_id)
             repo.insert_customer(conn, row)
-            repo.insert_incomes(
-                conn,
-                customer_id,
-                [(i.as_of, i.annual_income.amount_minor, i.annual_income.currency.code) for i in incomes],
-            )
+            repo.insert_incomes(conn, customer_id, self._income_rows(details))
 
         self.db.run(work)
         return self.get_customer(customer_id)
+
+    def register_batch(self, requests: Sequence[Onboarding], *, member: str) -> list[OnboardingResult]:
+        """Many customers registered and their wallets opened at once: one result per request, in order, each
+        the answer `register_customer(...)` followed by `open_wallet(customer_id, currency, ...)` would have
+        given had the requests been sent one by one in this order — body `{"customer": …, "wallet": …}` (what
+        the two calls return) with status 201, `replayed` when both keys had been used before; or an error
+        as a value (`{"error": {...}}` with its HTTP status) that never stops the others.
+
+        One transaction for the whole batch (joining the caller's `Database.batch()` when one is open), a
+        handful of set-based statements, the wallets' ledger accounts opened in one insert
+        (`LedgerService.open_accounts_in_transaction`). Each request is all or nothing: where the single
+        calls would register the customer and then refuse the wallet (an unknown currency, a malformed
+        wallet key, a wallet key used before for something else), the batch answers the same error and
+        registers nothing. At most `ONBOARDING_BATCH_MAX` requests, else `request.limit_exceeded` for the
+        whole batch. See payments/onboarding.py and payments/README.md.
+        """
+        answers = OnboardingBatch(self, requests, member).run()
+        return [OnboardingResult(status, body, replayed=replayed) for status, body, replayed in answers]
+
+    def _checked_customer(
+        self,
+        *,
+        kind: CustomerKind | str,
+        legal_name: str,
+        national_id: str | None = None,
+        date_of_birth: date | None = None,
+        address: str | None = None,
+        phone: str | None = None,
+        kyc_tier: int = 1,
+        incomes: Sequence[Income] = (),
+        merchant_category: str | None = None,
+        fee_bps: int | None = None,
+        refund_fee_policy: str | None = None,
+        reference_pattern: str | None = None,
+    ) -> CustomerDetails:
+        """`domain.check_customer` with this service's KYC tiers and today's date: the details checked and
+        normalised, or `payments.invalid_customer` naming the first bad field."""
+        return check_customer(
+            kind=kind,
+            legal_name=legal_name,
+            national_id=national_id,
+            date_of_birth=date_of_birth,
+            address=address,
+            phone=phone,
+            kyc_tier=kyc_tier,
+            incomes=incomes,
+            merchant_category=merchant_category,
+            fee_bps=fee_bps,
+            refund_fee_policy=refund_fee_policy,
+            reference_pattern=reference_pattern,
+            tiers=self.tiers,
+            today=self.clock.now().date(),
+        )
+
+    def _customer_fingerprint(self, details: CustomerDetails) -> str:
+        """The registration's idempotency fingerprint: keyed, since a plain hash of personal data could be
+        reversed by guessing."""
+        return self.vault.lookup_hash(idempotency.canonical_json(details.fingerprint_source()), kind="request")
+
+    def _national_id_hash(self, details: CustomerDetails) -> str | None:
+        return self.vault.lookup_hash(details.national_id, kind="national_id") if details.national_id else None
+
+    @staticmethod
+    def _duplicate_customer(details: CustomerDetails) -> errors.DuplicateCustomer:
+        return errors.DuplicateCustomer(f"a {details.kind.value} with this national id exists")
+
+    def _customer_row(self, customer_id: str, details: CustomerDetails) -> dict[str, Any]:
+        """The customer's row with its personal data sealed (each value bound to the customer and field)."""
+
+        def seal(value: str | None, what: str) -> str | None:
+            return None if value is None else self.vault.seal(value, context=f"{customer_id}:{what}")
+
+        date_of_birth = details.date_of_birth
+        return {
+            "id": customer_id,
+            "kind": details.kind.value,
+            "legal_name_sealed": seal(details.legal_name, "legal_name"),
+            "date_of_birth_sealed": seal(date_of_birth.isoformat() if date_of_birth else None, "date_of_birth"),
+            "national_id_sealed": seal(details.national_id, "national_id"),
+            "national_id_hash": self._national_id_hash(details),
+            "address_sealed": seal(details.address, "address"),
+            "phone_sealed": seal(details.phone, "phone"),
+            "kyc_tier": details.kyc_tier,
+            "merchant_category": details.merchant_category,
+            "fee_bps": details.fee_bps,
+            "refund_fee_policy": details.refund_fee_policy,
+            "reference_pattern": details.reference_pattern,
+            "created_at": self.clock.now(),
+        }
+
+    @staticmethod
+    def _income_rows(details: CustomerDetails) -> list[tuple[date, int, str]]:
+        return [(i.as_of, i.annual_income.amount_minor, i.annual_income.currency.code) for i in details.incomes]
 
     def get_customer(self, customer_id: str, *, owner: str | None = None) -> dict[str, Any]:
         """The customer without personal data (masked national id), as any authorised caller may see it."""
@@ -316,22 +336,32 @@ class PaymentsService:
             row = repo.customer_row(conn, customer_id)
             if row is None:
                 raise errors.CustomerNotFound(f"no customer {customer_id}")
-            masked = None
-            if row.national_id_sealed:
-                plain = self.vault.open(row.national_id_sealed, context=f"{customer_id}:national_id")
-                masked = plain[:2] + "*" * (len(plain) - 6) + plain[-4:]
-            return {
-                "id": row.id,
-                "kind": row.kind,
-                "kyc_tier": int(row.kyc_tier),
-                "national_id_masked": masked,
-                "merchant_category": row.merchant_category,
-                "fee_bps": row.fee_bps,
-                "refund_fee_policy": row.refund_fee_policy,
-                "wallets": [w.id for w in repo.wallets_of(conn, customer_id)],
-            }
+            wallets = [w.id for w in repo.wallets_of(conn, customer_id)]
+            return self._customer_json(row._mapping, self._unsealed_national_id(row._mapping), wallets)
 
         return self.db.run(work, readonly=True)
+
+    def _unsealed_national_id(self, row: Mapping[str, Any]) -> str | None:
+        sealed = row["national_id_sealed"]
+        return self.vault.open(sealed, context=f"{row['id']}:national_id") if sealed else None
+
+    @staticmethod
+    def _customer_json(row: Mapping[str, Any], national_id: str | None, wallet_ids: list[str]) -> dict[str, Any]:
+        """The customer as `get_customer` shows it, from its row's values, its national id in the clear (only
+        the masked form leaves) and its wallets' ids."""
+        masked = None
+        if national_id:
+            masked = national_id[:2] + "*" * (len(national_id) - 6) + national_id[-4:]
+        return {
+            "id": row["id"],
+            "kind": row["kind"],
+            "kyc_tier": int(row["kyc_tier"]),
+            "national_id_masked": masked,
+            "merchant_category": row["merchant_category"],
+            "fee_bps": row["fee_bps"],
+            "refund_fee_policy": row["refund_fee_policy"],
+            "wallets": list(wallet_ids),
+        }
 
     def customer_personal_data(self, customer_id: str) -> dict[str, Any]:
         """Unsealed personal data, for the operator's KYC view and the bureau furnishing job only."""
@@ -409,58 +439,84 @@ class PaymentsService:
             raise errors.CustomerNotFound(f"no customer {customer_id}")
         if self.db.run(lambda conn: repo.customer_row(conn, customer_id), readonly=True) is None:
             raise errors.CustomerNotFound(f"no customer {customer_id}")
-        request_fingerprint = idempotency.request_hash("payments.wallet", [customer_id, currency])
+        request_fingerprint = self._wallet_fingerprint(customer_id, currency)
         if key is not None:
             idempotency.check_key(key)
             stored = self.db.run(lambda conn: idempotency.lookup(conn, PLATFORM_CORE, member or "", key), readonly=True)
             if stored is not None:
                 stored.replay(request_fingerprint, key)
                 return self.get_wallet(stored.outcome["wallet_id"])
-        wallet_id = new_id("wal") if key is None else _keyed_id("wal", member or "", key)
-        code = f"payments:wallet:{wallet_id}"
-        account = self.ledger.find_account(code) or self.ledger.open_account(
+        wallet_id = new_id("wal") if key is None else keyed_id("wal", member or "", key)
+        spec = self._wallet_account(wallet_id, customer_id, currency)
+        account = self.ledger.find_account(spec.code) or self.ledger.open_account(
+            member=spec.member,
+            code=spec.code,
+            currency=spec.currency,
+            type=spec.type,
+            no_overdraft=spec.no_overdraft,
+            metadata=spec.metadata,
+        )
+
+        def work(conn: Connection) -> None:
+            if key is not None:
+                self._remember_creation(conn, member, key, request_fingerprint, "wallet", wallet_id)
+            repo.insert_wallet(conn, self._wallet_row(wallet_id, customer_id, currency, account.id))
+
+        self.db.run(work)
+        return self.get_wallet(wallet_id)
+
+    @staticmethod
+    def _wallet_fingerprint(customer_id: str, currency: str) -> str:
+        return idempotency.request_hash("payments.wallet", [customer_id, currency])
+
+    @staticmethod
+    def _wallet_account(wallet_id: str, customer_id: str, currency: str) -> NewAccount:
+        """The wallet's ledger account: a no-overdraft liability (what the platform owes the customer)."""
+        return NewAccount(
             member=LEDGER_MEMBER,
-            code=code,
+            code=f"payments:wallet:{wallet_id}",
             currency=currency,
             type=AccountType.LIABILITY,
             no_overdraft=True,
             metadata={"wallet_id": wallet_id, "customer_id": customer_id},
         )
 
-        def work(conn: Connection) -> None:
-            if key is not None:
-                self._remember_creation(conn, member, key, request_fingerprint, "wallet", wallet_id)
-            repo.insert_wallet(
-                conn,
-                {
-                    "id": wallet_id,
-                    "customer_id": customer_id,
-                    "currency": currency,
-                    "ledger_account_id": account.id,
-                    "status": WalletStatus.ACTIVE.value,
-                    "created_at": self.clock.now(),
-                },
-            )
-
-        self.db.run(work)
-        return self.get_wallet(wallet_id)
+    def _wallet_row(self, wallet_id: str, customer_id: str, currency: str, ledger_account_id: int) -> dict[str, Any]:
+        return {
+            "id": wallet_id,
+            "customer_id": customer_id,
+            "currency": currency,
+            "ledger_account_id": ledger_account_id,
+            "status": WalletStatus.ACTIVE.value,
+            "created_at": self.clock.now(),
+        }
 
     def get_wallet(self, wallet_id: str, *, owner: str | None = None) -> dict[str, Any]:
         row = self.db.run(lambda conn: repo.wallet_row(conn, wallet_id), readonly=True)
         if row is None or (owner is not None and row.customer_id != owner):
             raise errors.WalletNotFound(f"no wallet {wallet_id}")
         account = self.ledger.get_account(int(row.ledger_account_id))
-        limits = self.tiers[int(row.kyc_tier)]
+        return self._wallet_json(
+            row._mapping, account.balance_minor, account.available_minor, account.pending_out_minor
+        )
+
+    def _wallet_json(
+        self, row: Mapping[str, Any], balance_minor: int, available_minor: int, held_minor: int
+    ) -> dict[str, Any]:
+        """The wallet as `get_wallet` shows it, from its row (with its customer's kind and KYC tier, as
+        `repository.wallet_row` reads it) and its ledger account's balance, available and held amounts."""
+        currency = row["currency"]
+        limits = self.tiers[int(row["kyc_tier"])]
         return {
-            "id": row.id,
-            "customer_id": row.customer_id,
-            "customer_kind": row.customer_kind,
-            "currency": row.currency,
-            "status": row.status,
-            "kyc_tier": int(row.kyc_tier),
-            "balance": {"amount_minor": account.balance_minor, "currency": row.currency},
-            "available": {"amount_minor": account.available_minor, "currency": row.currency},
-            "held": {"amount_minor": account.pending_out_minor, "currency": row.currency},
+            "id": row["id"],
+            "customer_id": row["customer_id"],
+            "customer_kind": row["customer_kind"],
+            "currency": currency,
+            "status": row["status"],
+            "kyc_tier": int(row["kyc_tier"]),
+            "balance": {"amount_minor": balance_minor, "currency": currency},
+            "available": {"amount_minor": available_minor, "currency": currency},
+            "held": {"amount_minor": held_minor, "currency": currency},
             "limits": {
                 "per_transaction_minor": limits.per_transaction_minor,
                 "daily_minor": limits.daily_minor,
@@ -1491,11 +1547,6 @@ _REJECTION_MESSAGES = {
     errors.RefundExceedsPayment.code: "refunds would exceed the payment",
     "payments.rail_rejected": "the bank rejected the instruction",
 }
-
-
-def _keyed_id(prefix: str, member: str, key: str) -> str:
-    """An object id derived from the caller's idempotency key, so a retried creation finds its object."""
-    return f"{prefix}_" + hashlib.sha256(f"{member}\n{key}".encode()).hexdigest()[:20]
 
 
 def _end_to_end_id(payment_id: str) -> str:

@@ -42,13 +42,15 @@ from creditstack.core.errors import CreditstackError
 from creditstack.core.money import CNY, Money
 from creditstack.core.settings import Settings
 from creditstack.payments.domain import (
+    ONBOARDING_BATCH_MAX,
     PAYMENT_BATCH_MAX,
     BillPayment,
+    Income,
     MerchantPayment,
+    Onboarding,
     PaymentRequest,
     TopUp,
 )
-from creditstack.payments.service import Income
 from creditstack.simulation import population as pop
 from creditstack.simulation import rng
 from creditstack.simulation.store import DayRecord, SimulationStore
@@ -483,45 +485,50 @@ class Simulation:
             self._repayments(day, plan, today)
 
     def _register(self, day: date, offset: int, today: _Day) -> None:
+        """The day's joiners register and open their wallets (`register_batch`: one call per
+        `ONBOARDING_BATCH_MAX` of them, each answered as `register_customer` then `open_wallet` would answer
+        it), then bring their opening top-ups."""
         p = self.population
         pay = self.platform.payments
-        joining = np.nonzero(p.join_day == offset)[0]
+        joining = [n for n in np.nonzero(p.join_day == offset)[0].tolist() if n not in self.consumers]
+        income_as_of = self.config.start - timedelta(days=1)
         openings: list[tuple[str, PaymentRequest]] = []
-        for n in joining.tolist():
-            if n in self.consumers:
-                continue
-            annual = int(p.income_monthly_minor[n]) * 12
-            try:
-                customer = pay.register_customer(
-                    kind="consumer",
+        for start in range(0, len(joining), ONBOARDING_BATCH_MAX):
+            chunk = joining[start : start + ONBOARDING_BATCH_MAX]
+            requests = [
+                Onboarding(
+                    key=self.key(day, n, "register"),
+                    wallet_key=self.key(day, n, "wallet"),
                     legal_name=p.name(n),
                     national_id=p.national_id(n),
                     date_of_birth=p.birth[n],
+                    currency=CURRENCY,
                     phone=f"+86-13{n:09d}",
                     kyc_tier=2 if p.segment[n] != 2 else 1,
-                    incomes=[Income(self.config.start - timedelta(days=1), Money(annual, CNY))],
-                    member=MEMBER,
-                    key=self.key(day, n, "register"),
-                )["id"]
-                wallet = pay.open_wallet(customer, CURRENCY, member=MEMBER, key=self.key(day, n, "wallet"))["id"]
-            except CreditstackError as exc:
-                today.count(f"register:error:{exc.code}")
-                continue
-            self.consumers[n] = (customer, wallet)
-            today.parties.append(self._party("consumer", n, customer, wallet, day))
-            today.count("register:completed")
-            opening = int(p.income_monthly_minor[n]) // 2 // 100 * 100  # what they bring: half a month's pay
-            openings.append(
-                (
-                    "opening_top_up",
-                    TopUp(
-                        key=self.key(day, n, "opening-top-up"),
-                        wallet_id=wallet,
-                        amount=Money(opening, CNY),
-                        bank_account_token=f"simbank{n}",
-                    ),
+                    incomes=(Income(income_as_of, Money(int(p.income_monthly_minor[n]) * 12, CNY)),),
                 )
-            )
+                for n in chunk
+            ]
+            for n, result in zip(chunk, pay.register_batch(requests, member=MEMBER), strict=True):
+                customer, wallet = result.customer_id, result.wallet_id
+                if customer is None or wallet is None:
+                    today.count(f"register:error:{result.error_code}")
+                    continue
+                self.consumers[n] = (customer, wallet)
+                today.parties.append(self._party("consumer", n, customer, wallet, day))
+                today.count("register:completed")
+                opening = int(p.income_monthly_minor[n]) // 2 // 100 * 100  # what they bring: half a month's pay
+                openings.append(
+                    (
+                        "opening_top_up",
+                        TopUp(
+                            key=self.key(day, n, "opening-top-up"),
+                            wallet_id=wallet,
+                            amount=Money(opening, CNY),
+                            bank_account_token=f"simbank{n}",
+                        ),
+                    )
+                )
         self._submit(today, openings)
 
     def _incomes(self, day: date, month: int, active: np.ndarray, today: _Day) -> None:
