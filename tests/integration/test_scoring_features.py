@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,12 +36,14 @@ from creditstack.core.money import CNY, Money
 from creditstack.core.settings import Settings
 from creditstack.core.tables import PLATFORM_CORE
 from creditstack.payments.service import Income
+from creditstack.scoring import tables as t
 from creditstack.scoring.errors import EventsOutOfSequence
 from creditstack.scoring.features import (
     CONSUMER,
     FEATURE_NAMES,
     FeatureStore,
     FeatureVector,
+    Folder,
 )
 
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # as tests/conftest.py: Monday 09:00 in Shanghai
@@ -458,3 +461,93 @@ def test_incremental_equals_batch_for_random_event_sequences(
                     assert same_vector(vector, recomputed[customer]) == [], (customer, as_of)
         finally:
             db.dispose()
+
+
+# ------------------------------------------------------------------------------ the consumer's own states
+def _random_steps(seed: int, count: int) -> list[tuple[str, int, int, int, int, int]]:
+    rng = random.Random(seed)
+    kinds = ["top_up", "p2p", "merchant", "bill", "refund", "withdrawal", "apply", "open_line", "open_loan", "draw",
+             "repay", "refund_line", "dpd", "charge_off", "recover"]  # fmt: skip
+    forward = (-1, 0, 0, 0, 1, 1, 2)  # × 3 days: a few events a week, some committed after later ones
+    return [
+        (
+            rng.choice(kinds),
+            rng.randrange(4),
+            rng.randrange(3),
+            rng.choice(forward),
+            rng.randint(1, 90_000),
+            rng.randrange(6),
+        )
+        for _ in range(count)
+    ]
+
+
+def test_the_stored_states_equal_a_fold_from_empty_whatever_happens_between_transactions(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer reads only the buckets a batch can touch and keeps the states it wrote in memory for
+    its next transaction. Every bucket it stores must still equal the fold of the whole history from
+    empty states — over five years of events (months archived), in pages of every size, with a second
+    consumer (another process) taking turns, a transaction that fails after the fold, and a batch of work
+    that is rolled back."""
+    events_made = synthetic_events(_random_steps(11, 1_000))
+    assert (events_made[-1].business_date - events_made[0].business_date).days > 3 * 365
+    db = Database(db_url)
+    try:
+        clock = FixedClock(START)
+        db.run(lambda conn: outbox.flush_events(conn, PLATFORM_CORE, events_made, clock.now()))
+        ours, theirs = FeatureStore(db, clock), FeatureStore(db, clock)
+        rng = random.Random(3)
+        turn = 0
+        while ours.position() < len(events_made):
+            turn += 1
+            store = ours if rng.random() < 0.8 else theirs
+            if turn % 17 == 0:  # fails after folding into the states it kept: they must not be trusted again
+                monkeypatch.setattr(ours, "_save", _failing_save)
+                with pytest.raises(RuntimeError):
+                    ours.process_events(limit=6)
+                monkeypatch.undo()
+            elif turn % 23 == 0:  # the whole unit of work rolled back after the consumer's transaction
+                with pytest.raises(RuntimeError), db.batch():
+                    ours.process_events(limit=9)
+                    raise RuntimeError("rolled back")
+            elif turn % 7 == 0:  # a redelivered batch
+                after = max(store.position() - 3, 0)
+                page = db.run(lambda conn, after=after: outbox.read_after(conn, PLATFORM_CORE, after))
+                store.apply_batch(page[: rng.randint(1, 12)])
+            else:
+                store.process_events(limit=rng.choice((1, 2, 3, 5, 8, 13, 40)))
+            if turn % 5 == 0:
+                _assert_stored_equals_fold(db, ours)
+        expected = _assert_stored_equals_fold(db, ours)
+        assert any(t.ARCHIVE in s.months for s in expected.states.values())
+    finally:
+        db.dispose()
+
+
+def _failing_save(conn: Any, folder: Any) -> None:
+    raise RuntimeError("the disk is full")
+
+
+def _assert_stored_equals_fold(db: Database, store: FeatureStore) -> Folder:
+    """Every stored bucket and account equals the fold from empty states of the events up to the consumer's
+    position."""
+    position = store.position()
+    expected = Folder("CNY")
+    expected.fold_all(db.run(lambda conn: outbox.read_after(conn, PLATFORM_CORE, 0, limit=position)))
+    for customer, want in expected.states.items():
+        got = store.state(customer)
+        assert got is not None
+        assert (got.first_date, got.open_date, got.last_position) == (
+            want.first_date,
+            want.open_date,
+            want.last_position,
+        ), (customer, position)
+        assert got.open_day == want.open_day, (customer, position)
+        assert got.months == want.months, (customer, position)
+    assert store.customers_count() == len(expected.states)
+    stored_accounts = db.run(lambda conn: conn.execute(sa.select(t.accounts)).all())
+    assert {r.account_ref: (r.customer_id, r.kind, r.bucket, r.limit_minor) for r in stored_accounts} == {
+        ref: (a.customer_id, a.kind, a.bucket, a.limit_minor) for ref, a in expected.accounts.items()
+    }
+    return expected

@@ -233,3 +233,16 @@ def test_many_customers_fold_independently() -> None:
     as_of = date(2026, 6, 16)
     together = compute_vector(folder.states[C], as_of, 0).values
     assert together == pytest.approx(compute_vector(alone.states[C], as_of, 0).values, nan_ok=True)
+
+
+def test_postgres_array_literals_quote_what_needs_quoting() -> None:
+    """The consumer sends PostgreSQL its rows as array literals (one per column): integers bare, everything
+    else double-quoted with backslashes and quotes escaped, dates in ISO 8601, `None` as NULL."""
+    from creditstack.scoring.features import _pg_array
+
+    assert _pg_array([1, -2, 30_000_000_000]) == "{1,-2,30000000000}"
+    assert _pg_array(["cus_1", 'a"b', "c\\d", "e,f}", None]) == '{"cus_1","a\\"b","c\\\\d","e,f}",NULL}'
+    assert _pg_array([date(2026, 3, 1), datetime(2026, 3, 1, 1, tzinfo=UTC)]) == (
+        '{"2026-03-01","2026-03-01T01:00:00+00:00"}'
+    )
+    assert _pg_array([]) == "{}"
