@@ -124,6 +124,7 @@ def main() -> None:
                 "seconds": round(seconds, 1),
                 "operations": calls.get(name, 0),
                 "per_second": round(calls[name] / seconds, 1) if calls.get(name) and seconds else None,
+                "ms_per_consumer_month": round(seconds * 1000 / consumer_months, 3),
             }
             for name, seconds in sorted(phases.items(), key=lambda kv: -kv[1])
         },
@@ -136,7 +137,8 @@ def main() -> None:
     print(f"{consumers} consumers × {months} months: {wall:.1f} s wall, {total_calls} operations", file=sys.stderr)
     for name, cell in figures["phases"].items():
         print(
-            f"  {name:<22} {cell['seconds']:8.1f} s  {cell['operations']:>9} ops  {cell['per_second']}/s",
+            f"  {name:<22} {cell['seconds']:8.1f} s  {cell['operations']:>9} ops  {cell['per_second']}/s"
+            f"  {cell['ms_per_consumer_month']} ms per consumer-month",
             file=sys.stderr,
         )
     print(f"  ledger batched baseline {baseline:,.0f} entries/s", file=sys.stderr)

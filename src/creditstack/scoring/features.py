@@ -70,8 +70,9 @@ POPULATION_PAGE = 2_000
 WRITE_ROWS_MAX = 5_000
 #: Customer ids per `IN (…)` list.
 IN_LIST_MAX = 1_000
-#: Customers whose state the consumer keeps in memory between its transactions (about 1.5 KB each).
-STATE_CACHE_CUSTOMERS_MAX = 100_000
+#: Customers whose state the consumer keeps in memory between its transactions (about 1.5 KB each: ≈ 220 MB
+#: when full; sized for the 100,000-consumer simulation with its merchants and billers).
+STATE_CACHE_CUSTOMERS_MAX = 150_000
 
 TOPIC_PAYMENT = "payments.payment_completed"
 SPEND_CATEGORIES = ("groceries", "dining", "travel", "utilities", "gambling_cash", "other")
