@@ -21,6 +21,7 @@ the summary counts, as a real client would see them.
 from __future__ import annotations
 
 import calendar
+import gc
 import math
 import time as time_module
 from collections import Counter, defaultdict
@@ -332,10 +333,11 @@ class Simulation:
 
     def run(self, on_day: Callable[[date], None] | None = None) -> None:
         self.setup()
-        for day in self.days():
-            self.run_day(day)
-            if on_day is not None:
-                on_day(day)
+        with _collections_spaced():
+            for day in self.days():
+                self.run_day(day)
+                if on_day is not None:
+                    on_day(day)
 
     def run_day(self, day: date) -> None:
         run = self.store.run()
@@ -853,6 +855,24 @@ class Simulation:
             return True
         today.count(f"{kind}:{result.body.get('code', result.status_code)}")
         return False
+
+
+#: The cyclic garbage collector's thresholds while a simulation runs (CPython's default is 700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+@contextmanager
+def _collections_spaced() -> Iterator[None]:
+    """Fewer cyclic collections while the simulation runs: each day allocates millions of short-lived
+    containers, and with the default thresholds the collector walks the young objects every 700 allocations
+    (measured: about a sixth of the feature store's time). Reference counting frees as before; cycles wait
+    a little longer. Process-wide; the thresholds are restored afterwards."""
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def plan_positions(plan: list[Any]) -> list[tuple[str, int, str]]:
