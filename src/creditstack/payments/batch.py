@@ -39,10 +39,8 @@ transaction is decided again (bounded, as for a single payment) and the key then
 
 from __future__ import annotations
 
-import gc
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,6 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from creditstack.core import events, idempotency, sequence
+from creditstack.core.collector import collector_paused
 from creditstack.core.errors import (
     CreditstackError,
     IdempotencyInProgress,
@@ -161,24 +160,6 @@ def _key_reused(first_hash: str, request_hash: str, key: str) -> CreditstackErro
     raise AssertionError("the hashes differ")  # pragma: no cover - only called when they do
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """CPython's cyclic garbage collector off while a batch runs, back on after (if it was on).
-
-    A batch keeps some twenty containers per request alive until it ends (decisions, rows, bodies, events,
-    ledger outcomes); with the collector on, those survivors trigger full collections that walk the whole
-    heap several times per batch — measured at about a third of a 5,000-payment batch on SQLite. Reference
-    counting still frees everything the batch lets go of; only reference cycles wait for the next
-    collection after it. Process-wide, so another thread's work in the meantime is not collected either."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _error_answer(error: CreditstackError) -> Answer:
     return error.http_status, {"error": error.to_dict()}, False
 
@@ -207,7 +188,7 @@ class PaymentBatch:
             )
         if not self.items:
             return []
-        with _collector_paused():
+        with collector_paused():
             self._prepare()
             if any(isinstance(i.request, TopUp) and i.error is None and not i.single for i in self.items):
                 self.top_up_rows = self._retrying(self._record_top_ups)

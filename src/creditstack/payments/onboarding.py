@@ -46,12 +46,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from creditstack.core import idempotency
+from creditstack.core.collector import collector_paused
 from creditstack.core.errors import CreditstackError, LimitExceeded, ValidationFailed
 from creditstack.core.idempotency import StoredOutcome
 from creditstack.core.money import Currency
 from creditstack.core.tables import PLATFORM_CORE
 from creditstack.payments import repository as repo
-from creditstack.payments.batch import _collector_paused
 from creditstack.payments.domain import ONBOARDING_BATCH_MAX, CustomerDetails, Onboarding, keyed_id
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ class OnboardingBatch:
             )
         if not self.items:
             return []
-        with _collector_paused():  # as a payments batch: some twenty survivors per request, no cycles
+        with collector_paused():  # as a payments batch: some twenty survivors per request, no cycles
             for item in self.items:
                 self._prepare(item)
             answers, stored_wallets = self._retrying(self._decide_and_write)
