@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -26,6 +26,7 @@ from creditstack.core import business_date as business_dates
 from creditstack.core import idempotency
 from creditstack.core.clock import Clock
 from creditstack.core.db import Database
+from creditstack.core.errors import CreditstackError
 from creditstack.core.events import DomainEvent, flush_events
 from creditstack.core.ids import new_id
 from creditstack.core.money import Currency, Money, allocate
@@ -47,14 +48,21 @@ from creditstack.lending.ports import (
 )
 from creditstack.lending.products import (
     DEFAULT_PRODUCTS,
-    PRINCIPAL_MINOR_MAX,
     RATE_SCALE,
-    ExcessHandling,
     Product,
     ProductKind,
     accrue_day,
     day_units,
     rate_micro,
+)
+from creditstack.lending.repayments import (
+    _PAY_INSTALMENT,
+    REPAY_BATCH_MAX,
+    Allocation,
+    Repayment,
+    RepaymentBatch,
+    allocate_repayment,
+    positive_amount,
 )
 from creditstack.lending.schedule import build_schedule, reamortise
 from creditstack.payments.domain import FundingLeg
@@ -64,6 +72,8 @@ from creditstack.policy.evaluate import check_borrower, check_offer_rate, failur
 
 #: An offer stands this many days after the decision.
 OFFER_DAYS = 7
+#: Most wallets whose ledger account the batch repayment path remembers (the cache is emptied when full).
+WALLET_ACCOUNTS_CACHED_MAX = 1_000_000
 #: Largest page of a list.
 PAGE_MAX = 500
 #: The funding source name payments uses for the credit line.
@@ -107,17 +117,6 @@ _OPEN_INSTALMENTS = (
     .order_by(_i.due_date, _i.number)
 )
 _ACCOUNT_INSTALMENTS = sa.select(t.instalments).where(_i.account_id == sa.bindparam("account")).order_by(_i.number)
-_PAY_INSTALMENT = (
-    sa.update(t.instalments)
-    .where(_i.account_id == sa.bindparam("account"), _i.number == sa.bindparam("row"))
-    .values(
-        fee_paid=sa.bindparam("fee"),
-        penalty_paid=sa.bindparam("penalty"),
-        interest_paid=sa.bindparam("interest"),
-        principal_paid=sa.bindparam("principal"),
-        settled_on=sa.bindparam("settled"),
-    )
-)
 _DRAW_ON_LINE = (
     sa.update(t.accounts)
     .where(_a.id == sa.bindparam("account"))
@@ -136,6 +135,8 @@ class LendingResult:
     status_code: int
     body: dict[str, Any]
     replayed: bool = False
+    #: The batch path's refusals: the error the single call would have raised, as a value.
+    error: CreditstackError | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -148,14 +149,6 @@ def _iso(value: date | None) -> str | None:
 
 def _money(amount: int, currency: str) -> dict[str, Any]:
     return {"amount_minor": int(amount), "currency": currency}
-
-
-def _positive_amount(amount_minor: object, field: str = "amount_minor") -> int:
-    if type(amount_minor) is not int or amount_minor <= 0 or amount_minor > PRINCIPAL_MINOR_MAX:
-        raise errors.InvalidRepayment(
-            f"{field} must be a positive whole number of minor units up to {PRINCIPAL_MINOR_MAX}", field=field
-        )
-    return amount_minor
 
 
 class LendingService:
@@ -181,6 +174,7 @@ class LendingService:
         self._products: dict[str, Product] | None = None
         self._gl: dict[str, gl.GlAccounts] = {}
         self._house_currencies: set[str] = set()  # currencies whose payments house accounts are open
+        self._wallet_accounts: dict[str, int] = {}  # wallet id -> its ledger account (the batch path's)
         self._lock = threading.Lock()
         self.eod = EndOfDay(
             db, clock, ledger, self.products, self.gl_accounts, chunk_size=eod_chunk_size or CHUNK_SIZE_DEFAULT
@@ -927,7 +921,11 @@ class LendingService:
 
     # ------------------------------------------------------------ reading accounts
 
-    def _account_json(self, conn: Connection, row: Any, *, with_rows: bool = True) -> dict[str, Any]:
+    def _account_json(
+        self, conn: Connection, row: Any, *, with_rows: bool = True, rows: Sequence[Any] | None = None
+    ) -> dict[str, Any]:
+        """The account as answered; with its instalments (`rows` when the caller holds them, in number
+        order, else read)."""
         c = row.currency
         owed = (
             row.principal_minor
@@ -991,18 +989,19 @@ class LendingService:
             body["maturity_date"] = _iso(row.maturity_date)
             body["instalment"] = _money(row.instalment_minor, c)
         if with_rows:
-            rows = conn.execute(_ACCOUNT_INSTALMENTS, {"account": row.id}).all()
-            body["instalments"] = [
+            if rows is None:
+                rows = conn.execute(_ACCOUNT_INSTALMENTS, {"account": row.id}).all()
+            body["instalments"] = [  # `_money` and `_iso` written out: thousands of rows per repayments batch
                 {
                     "number": r.number,
                     "kind": r.kind,
-                    "due_date": _iso(r.due_date),
+                    "due_date": r.due_date.isoformat(),
                     "billed": r.billed_on is not None,
-                    "principal": _money(r.principal_due, c),
-                    "interest": _money(r.interest_due, c),
-                    "fees": _money(r.fee_due, c),
-                    "paid": _money(r.principal_paid + r.interest_paid + r.fee_paid, c),
-                    "settled_on": _iso(r.settled_on),
+                    "principal": {"amount_minor": int(r.principal_due), "currency": c},
+                    "interest": {"amount_minor": int(r.interest_due), "currency": c},
+                    "fees": {"amount_minor": int(r.fee_due), "currency": c},
+                    "paid": {"amount_minor": int(r.principal_paid + r.interest_paid + r.fee_paid), "currency": c},
+                    "settled_on": None if r.settled_on is None else r.settled_on.isoformat(),
                 }
                 for r in rows
             ]
@@ -1219,11 +1218,38 @@ class LendingService:
     ) -> LendingResult:
         """A repayment from the consumer's wallet or from outside (collected at the custodian bank),
         allocated oldest instalment first, within it in the product's order; the excess per product."""
-        amount = _positive_amount(amount_minor)
+        amount = positive_amount(amount_minor)
         if source not in ("wallet", "external"):
             raise errors.InvalidRepayment("source must be 'wallet' or 'external'", field="source")
         request = {"account_id": account_id, "amount_minor": amount, "source": source}
         self._prepare_source(account_id)
+        work = self._repay_work(account_id, amount, source, key, member, owner)
+        return self._idempotent(member, key, "lending.repay", request, work)
+
+    def repay_batch(self, requests: Sequence[Repayment], *, member: str) -> list[LendingResult]:
+        """Many repayments at once: one result per request, in order, each the status code and body `repay`
+        would have answered had the requests been made one by one in this order — or the error it would have
+        raised, as a value (`LendingResult.error`, with its HTTP status and `{"error": {...}}`); a refused
+        request stores nothing and never stops the others.
+
+        One transaction for the whole batch (joining the caller's `Database.batch()` when one is open); reads
+        and writes are set-based and the ledger entries go to the ledger in one call per segment. Accounts
+        end of day has not reached, and prepayments that re-amortise a loan, run through `repay`'s own unit
+        of work at their place. At most `REPAY_BATCH_MAX` requests (and no more than the ledger's batch
+        bound), else `request.limit_exceeded` for the whole batch. See `lending.repayments`."""
+        answers = RepaymentBatch(self, requests, member, self.repay_batch_max).run()
+        return [LendingResult(status, body, replayed, error) for status, body, replayed, error in answers]
+
+    @property
+    def repay_batch_max(self) -> int:
+        """Most requests one `repay_batch` call takes: `REPAY_BATCH_MAX`, or the ledger's batch bound if lower."""
+        return min(REPAY_BATCH_MAX, self.ledger.batch_entries_max)
+
+    def _repay_work(
+        self, account_id: str, amount: int, source: str, key: str, member: str, owner: str | None
+    ) -> Callable[[Connection], tuple[int, dict[str, Any]]]:
+        """`repay`'s unit of work (inside its idempotency check), also run by the batch path at a request's
+        place when the bulk path does not decide it."""
 
         def work(conn: Connection) -> tuple[int, dict[str, Any]]:
             row = self._lock_account(conn, account_id, owner)
@@ -1239,7 +1265,7 @@ class LendingService:
             flush_events(conn, PLATFORM_CORE, events, self.clock.now())
             return 201, body
 
-        return self._idempotent(member, key, "lending.repay", request, work)
+        return work
 
     def _prepare_source(self, account_ref: str) -> None:
         """Open the ledger accounts a money movement needs before its transaction starts. Once every product's
@@ -1262,6 +1288,18 @@ class LendingService:
             return self.payments.wallet_ledger_account(row.wallet_id)[0]
         return self.payments.house_account("settlement", row.currency)
 
+    def _source_account_cached(self, row: Any, source: str) -> int:
+        """`_source_account`, remembering each wallet's ledger account (it never changes) for the batch path."""
+        if source != "wallet":
+            return self.payments.house_account("settlement", row.currency)
+        cached = self._wallet_accounts.get(row.wallet_id)
+        if cached is None:
+            cached = self._source_account(row, source)
+            if len(self._wallet_accounts) >= WALLET_ACCOUNTS_CACHED_MAX:
+                self._wallet_accounts.clear()
+            self._wallet_accounts[row.wallet_id] = cached
+        return cached
+
     def _apply_repayment(
         self,
         conn: Connection,
@@ -1276,195 +1314,92 @@ class LendingService:
         product = self.product(row.product_code)
         i = t.instalments.c
         open_rows = conn.execute(_OPEN_INSTALMENTS, {"account": row.id}).all()
-        remaining = amount
-        paid = {"principal": 0, "interest": 0, "penalty": 0, "fees": 0, "credit": 0}
-        penalty_owed = row.penalty_minor
-        row_updates: list[tuple[int, dict[str, int]]] = []
-        for index, inst in enumerate(open_rows):
-            owed = {
-                "fees": inst.fee_due - inst.fee_paid,
-                "penalty": penalty_owed if index == 0 else 0,  # penalty interest is owed with the oldest row
-                "interest": inst.interest_due - inst.interest_paid,
-                "principal": inst.principal_due - inst.principal_paid,
-            }
-            taken = {k: 0 for k in owed}
-            for component in product.allocation:
-                take = min(remaining, owed[component])
-                taken[component] = take
-                remaining -= take
-            penalty_owed -= taken["penalty"]
-            for k, v in taken.items():
-                paid[k] += v
-            row_updates.append((inst.number, taken))
-            if remaining == 0:
-                break
-        if remaining and penalty_owed:  # no billed row left but penalty owed
-            take = min(remaining, penalty_owed)
-            paid["penalty"] += take
-            remaining -= take
-        interest_unbilled = row.interest_unbilled_minor
-        # a line's principal converted into instalments is repaid with them, not by an early payment
-        principal_unbilled = row.principal_minor - row.principal_billed_minor - row.converted_unbilled_minor
-        prepaid_principal = 0
-        credit_applied = 0
-        closes = False
-        if remaining:
-            payoff_rest = interest_unbilled + principal_unbilled
-            prepay = row.kind == "line" or product.excess is ExcessHandling.PREPAY
-            if not prepay and remaining + row.credit_minor >= payoff_rest:
-                # the payment settles the loan: the credit held for the next due date goes with it (the payoff
-                # quote deducts it), else the loan would stay open with its principal and the credit both
-                credit_applied = row.credit_minor
-                remaining += credit_applied
-                prepay = True
-            if prepay:
-                to_interest = min(remaining, interest_unbilled)
-                remaining -= to_interest
-                paid["interest"] += to_interest
-                interest_unbilled -= to_interest
-                prepaid_principal = min(remaining, principal_unbilled)
-                remaining -= prepaid_principal
-                paid["principal"] += prepaid_principal
-            if remaining:
-                paid["credit"] = remaining
-                remaining = 0
-        # rows; and, as they now stand, the oldest past-due date and the overdue principal (`_refresh_past_due`
-        # over the billed rows left open, computed here from the rows just read instead of read again)
-        tolerance = product.dpd_tolerance_minor
-        paid_rows = dict(row_updates)
-        past: list[date] = []
-        overdue = 0
-        for inst in open_rows:
-            paid_now = paid_rows.get(inst.number)
-            fee_paid, interest_paid, principal_paid = inst.fee_paid, inst.interest_paid, inst.principal_paid
-            if paid_now is not None:
-                fee_paid += paid_now["fees"]
-                interest_paid += paid_now["interest"]
-                principal_paid += paid_now["principal"]
-                settled = (
-                    fee_paid == inst.fee_due
-                    and interest_paid == inst.interest_due
-                    and principal_paid == inst.principal_due
-                )
-                conn.execute(
-                    _PAY_INSTALMENT,
-                    {
-                        "account": row.id,
-                        "row": inst.number,
-                        "fee": fee_paid,
-                        "penalty": inst.penalty_paid + paid_now["penalty"],
-                        "interest": interest_paid,
-                        "principal": principal_paid,
-                        "settled": bd if settled else None,
-                    },
-                )
-                if settled:
-                    continue
-            if inst.due_date < bd:
-                owed = inst.principal_due + inst.interest_due + inst.fee_due
-                unpaid = owed - principal_paid - interest_paid - fee_paid
-                if unpaid > tolerance:
-                    past.append(inst.due_date)
-                overdue += inst.principal_due - principal_paid
-        billed_principal_paid = sum(taken["principal"] for _, taken in row_updates)
-        billed_interest_paid = sum(taken["interest"] for _, taken in row_updates)
-        billed_fees_paid = sum(taken["fees"] for _, taken in row_updates)
-        principal = row.principal_minor - billed_principal_paid - prepaid_principal
-        values: dict[str, Any] = {
-            "principal_minor": principal,
-            "principal_billed_minor": row.principal_billed_minor - billed_principal_paid,
-            "interest_billed_minor": row.interest_billed_minor - billed_interest_paid,
-            "interest_unbilled_minor": interest_unbilled,
-            "fees_minor": row.fees_minor - billed_fees_paid,
-            "penalty_minor": row.penalty_minor - paid["penalty"],
-            "credit_minor": row.credit_minor - credit_applied + paid["credit"],
-            "last_paid_on": bd,
-            "version": row.version + 1,
-        }
-        if row.kind == "line" and row.stmt_due_date is not None and bd <= row.stmt_due_date:
-            values["stmt_paid_minor"] = row.stmt_paid_minor + amount
-        if row.kind == "loan" and prepaid_principal:
-            unbilled_left = principal - values["principal_billed_minor"]
-            if unbilled_left == 0:
+        allocation = allocate_repayment(row, open_rows, product, amount, bd)
+        values = allocation.values
+        if allocation.instalments:
+            conn.execute(_PAY_INSTALMENT, allocation.instalments)
+        if allocation.reschedules:
+            if allocation.unbilled_left == 0:
                 conn.execute(sa.delete(t.instalments).where(i.account_id == row.id, i.billed_on.is_(None)))
             else:
-                values["instalment_minor"], maturity = self._reschedule(conn, row, product, unbilled_left, bd)
+                values["instalment_minor"], maturity = self._reschedule(
+                    conn, row, product, allocation.unbilled_left, bd
+                )
                 if maturity is not None:
                     values["maturity_date"] = maturity
-        owed_after = (
-            principal
-            + values["interest_billed_minor"]
-            + values["interest_unbilled_minor"]
-            + values["fees_minor"]
-            + values["penalty_minor"]
-        )
-        if row.kind == "loan" and owed_after == 0:
-            closes = True
-            values.update(status="closed", closed_on=bd, past_due_since=None, overdue_principal_minor=0)
-        else:
-            values.update(past_due_since=min(past) if past else None, overdue_principal_minor=overdue)
         conn.execute(sa.update(t.accounts).where(t.accounts.c.id == row.id).values(**values))
-        ledger_key = f"lending:{row.ref}:repayment:{member}:{key}"
-        gla = self.gl_accounts(row.product_code)
-        credits_change = paid["credit"] - credit_applied  # held now less held before and applied
-        self._post(
-            conn,
-            PostEntry(
-                gl.LEDGER_MEMBER,
-                ledger_key,
-                gl.postings(
-                    gla,
-                    [
-                        (self._source_account(row, source), Side.DEBIT, amount),
-                        ("loans_receivable", Side.CREDIT, paid["principal"]),
-                        ("interest_receivable", Side.CREDIT, paid["interest"]),
-                        ("fees_receivable", Side.CREDIT, paid["fees"] + paid["penalty"]),
-                        ("customer_credits", Side.CREDIT if credits_change >= 0 else Side.DEBIT, abs(credits_change)),
-                    ],
-                ),
-                f"repayment {row.ref}",
-            ),
-        )
+        entry = self._repayment_entry(row, source, amount, allocation, member, key, self._source_account(row, source))
+        self._post(conn, entry)
         reference = new_id("rep")
+        paid = allocation.paid
         self._transaction(
             conn,
             row.id,
             "repayment",
             bd,
             reference,
-            ledger_key,
+            entry.key,
             amount=amount,
             principal=paid["principal"],
             interest=paid["interest"],
             penalty=paid["penalty"],
             fees=paid["fees"],
             credit=paid["credit"],
-            details={"source": source, "credit_applied_minor": credit_applied},
+            details={"source": source, "credit_applied_minor": allocation.credit_applied},
         )
-        allocation = {k: _money(v, row.currency) for k, v in paid.items()}
-        allocation["credit_applied"] = _money(credit_applied, row.currency)
-        events.append(
-            self._event(
-                "repayment_received",
-                row.ref,
-                bd,
-                {
-                    "customer_id": row.customer_id,
-                    "amount_minor": amount,
-                    "currency": row.currency,
-                    "source": source,
-                    "closed": closes,
-                    # what it paid, for those who share the cash flows (co-lending)
-                    "principal_minor": paid["principal"],
-                    "interest_minor": paid["interest"],
-                    "penalty_minor": paid["penalty"],
-                    "fees_minor": paid["fees"],
-                    "credit_minor": paid["credit"],
-                },
-            )
-        )
+        events.append(self._repayment_event(row, amount, source, allocation, bd))
         account = SimpleNamespace(**{**row._mapping, **values})  # the row as just updated, not read again
-        return {"repayment_id": reference, "allocation": allocation, "account": self._account_json(conn, account)}
+        return self._repayment_body(reference, allocation, row.currency, self._account_json(conn, account))
+
+    def _repayment_entry(
+        self, row: Any, source: str, amount: int, allocation: Allocation, member: str, key: str, source_account: int
+    ) -> PostEntry:
+        paid = allocation.paid
+        credits_change = paid["credit"] - allocation.credit_applied  # held now less held before and applied
+        return PostEntry(
+            gl.LEDGER_MEMBER,
+            f"lending:{row.ref}:repayment:{member}:{key}",
+            gl.postings(
+                self.gl_accounts(row.product_code),
+                [
+                    (source_account, Side.DEBIT, amount),
+                    ("loans_receivable", Side.CREDIT, paid["principal"]),
+                    ("interest_receivable", Side.CREDIT, paid["interest"]),
+                    ("fees_receivable", Side.CREDIT, paid["fees"] + paid["penalty"]),
+                    ("customer_credits", Side.CREDIT if credits_change >= 0 else Side.DEBIT, abs(credits_change)),
+                ],
+            ),
+            f"repayment {row.ref}",
+        )
+
+    def _repayment_event(self, row: Any, amount: int, source: str, allocation: Allocation, bd: date) -> DomainEvent:
+        paid = allocation.paid
+        return self._event(
+            "repayment_received",
+            row.ref,
+            bd,
+            {
+                "customer_id": row.customer_id,
+                "amount_minor": amount,
+                "currency": row.currency,
+                "source": source,
+                "closed": allocation.closes,
+                # what it paid, for those who share the cash flows (co-lending)
+                "principal_minor": paid["principal"],
+                "interest_minor": paid["interest"],
+                "penalty_minor": paid["penalty"],
+                "fees_minor": paid["fees"],
+                "credit_minor": paid["credit"],
+            },
+        )
+
+    @staticmethod
+    def _repayment_body(
+        reference: str, allocation: Allocation, currency: str, account: dict[str, Any]
+    ) -> dict[str, Any]:
+        result = {k: _money(v, currency) for k, v in allocation.paid.items()}
+        result["credit_applied"] = _money(allocation.credit_applied, currency)
+        return {"repayment_id": reference, "allocation": result, "account": account}
 
     def _reschedule(
         self, conn: Connection, row: Any, product: Product, unbilled_principal: int, bd: date
@@ -1534,7 +1469,7 @@ class LendingService:
         self, *, member: str, key: str, account_id: str, amount_minor: int, source: str = "external"
     ) -> LendingResult:
         """Money collected on a charged-off account: recoveries income, up to what was charged off."""
-        amount = _positive_amount(amount_minor)
+        amount = positive_amount(amount_minor)
         if source not in ("wallet", "external"):
             raise errors.InvalidRepayment("source must be 'wallet' or 'external'", field="source")
         self._prepare_source(account_id)

@@ -42,6 +42,7 @@ from creditstack.core.collector import collections_spaced
 from creditstack.core.errors import CreditstackError
 from creditstack.core.money import CNY, Money
 from creditstack.core.settings import Settings
+from creditstack.lending.repayments import Repayment
 from creditstack.payments.domain import (
     ONBOARDING_BATCH_MAX,
     PAYMENT_BATCH_MAX,
@@ -766,7 +767,31 @@ class Simulation:
                 )
 
     def _repayments(self, day: date, plan: list[Any], today: _Day) -> None:
+        """The day's repayments through the batch path (`repay_batch`: one call per `repay_batch_max` of
+        them, each answered as `repay` would answer it); a repayment the wallet is short for is paid from the
+        bank instead, in a second batch (no other request touches those accounts, so the outcomes are those
+        of paying each right after its refusal). Recoveries stay single calls."""
         lending = self.platform.lending
+
+        def repay(repayments: Sequence[tuple[str, Repayment]]) -> list[tuple[str, Repayment]]:
+            """Each outcome counted as `_lending_call` counts it; returns the refused."""
+            refused = []
+            bound = lending.repay_batch_max
+            for start in range(0, len(repayments), bound):
+                chunk = repayments[start : start + bound]
+                results = lending.repay_batch([r for _, r in chunk], member=MEMBER)
+                for (kind, request), result in zip(chunk, results, strict=True):
+                    if result.error is not None:
+                        today.count(f"{kind}:error:{result.error.code}")
+                    elif result.ok:
+                        today.count(f"{kind}:completed", request.amount_minor)
+                        continue
+                    else:
+                        today.count(f"{kind}:{result.body.get('code', result.status_code)}")
+                    refused.append((kind, request))
+            return refused
+
+        repayments: list[tuple[str, Repayment]] = []
         for ref, _dpd, amount, source, action in plan:
             n = self.account_owner[ref]
             if action not in {"repay", "recover"}:
@@ -788,33 +813,13 @@ class Simulation:
                     amount,
                 )
                 continue
-            ok = self._lending_call(
-                today,
-                f"repay_{source}",
-                partial(
-                    lending.repay,
-                    member=MEMBER,
-                    key=self.key(day, n, f"repay:{ref}"),
-                    account_id=ref,
-                    amount_minor=amount,
-                    source=source,
-                ),
-                amount,
-            )
-            if not ok and source == "wallet":  # short in the wallet: the consumer pays from the bank instead
-                self._lending_call(
-                    today,
-                    "repay_external",
-                    partial(
-                        lending.repay,
-                        member=MEMBER,
-                        key=self.key(day, n, f"repay-bank:{ref}"),
-                        account_id=ref,
-                        amount_minor=amount,
-                        source="external",
-                    ),
-                    amount,
-                )
+            repayments.append((f"repay_{source}", Repayment(self.key(day, n, f"repay:{ref}"), ref, amount, source)))
+        from_bank = []
+        for kind, r in repay(repayments):
+            if kind == "repay_wallet":  # short in the wallet: the consumer pays from the bank instead
+                key = self.key(day, self.account_owner[r.account_id], f"repay-bank:{r.account_id}")
+                from_bank.append(("repay_external", Repayment(key, r.account_id, r.amount_minor, "external")))
+        repay(from_bank)
 
     # ------------------------------------------------------------ outcomes
 
