@@ -707,3 +707,43 @@ def test_movements_written_while_a_settlement_is_made_wait_for_the_next_one(pg_u
         assert_clean(platform)
     finally:
         platform.close()
+
+
+def test_a_rail_that_fails_for_one_partner_leaves_the_others_paid_and_is_sent_again(platform: Platform) -> None:
+    """Every partner is settled in one transaction before the rail is called: a submission that raises must
+    not keep the others' payments from going out, nor lose their answers; the unanswered one is sent again
+    (same end-to-end id) by the next settlement run, and nothing is settled twice."""
+    register(platform, "bank-a", agreement())
+    register(platform, "bank-b", agreement())
+    book = Book(platform)
+    book.open("cash-cny", 1_000_003, 6)
+    book.open("cash-cny", 1_200_007, 6)
+    rail = platform.payments.rail
+    real_submit = rail.submit
+    sent: list[str] = []
+
+    def first_call_fails(instruction: Any) -> Any:
+        sent.append(instruction.end_to_end_id)
+        if len(sent) == 1:
+            raise ConnectionError("rail down")
+        return real_submit(instruction)
+
+    rail.submit = first_call_fails  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        platform.colending.settle(book.today())
+    made = {r.partner_id: r for r in rows(platform, ct.settlements)}
+    assert set(made) == {"bank-a", "bank-b"}
+    assert len(sent) == 2  # the second partner's payment went out although the first submission raised
+    failed = next(r for r in made.values() if r.end_to_end_id == sent[0])
+    answered = next(r for r in made.values() if r.end_to_end_id == sent[1])
+    assert failed.status == "submitted" and answered.status == "settled"
+
+    with pytest.raises(SettlementExists):  # the day is settled for both: it sends the unanswered one again first
+        platform.colending.settle(book.today())
+    assert sent[2:] == [failed.end_to_end_id]
+    after = {r.partner_id: r for r in rows(platform, ct.settlements)}
+    assert {r.status for r in after.values()} == {"settled"}
+    assert len(after) == 2 and {r.id for r in after.values()} == {r.id for r in made.values()}
+    settled_ids = [i.end_to_end_id for i, _ in rail.settled_instructions() if i.end_to_end_id.startswith("CLstl")]
+    assert sorted(settled_ids) == sorted({failed.end_to_end_id, answered.end_to_end_id})
+    assert platform.colending.reconcile()["clean"]

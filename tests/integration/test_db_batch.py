@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+import sqlalchemy as sa
 
 from creditstack.app.platform import Platform
 from creditstack.core.errors import CreditstackError
@@ -77,3 +78,19 @@ def test_a_batch_whose_block_raises_is_rolled_back_whole(platform: Platform) -> 
 def test_batches_do_not_nest(platform: Platform) -> None:
     with platform.db.batch(), pytest.raises(RuntimeError, match="already open"), platform.db.batch():
         pass
+
+
+def test_a_read_that_fails_inside_a_batch_leaves_the_batch_usable(platform: Platform) -> None:
+    """Reads inside a batch run without a savepoint on SQLite (nothing to roll back, and a failed statement
+    leaves SQLite's transaction usable); on PostgreSQL an error aborts the whole transaction, so there a read
+    keeps its savepoint. Either way the failing read's error reaches its caller and the batch goes on."""
+    pay = platform.payments
+    wallet = _consumer(platform, 7)
+    with platform.db.batch():
+        with pytest.raises(sa.exc.DBAPIError):
+            platform.db.run(lambda conn: conn.execute(sa.text("SELECT no_such_column FROM outbox")), readonly=True)
+        done = pay.top_up(
+            member="t", key="after-read", wallet_id=wallet, amount=Money(500, CNY), bank_account_token="b"
+        )
+        assert done.ok
+    assert pay.get_wallet(wallet)["balance"]["amount_minor"] == 500

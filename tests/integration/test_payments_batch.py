@@ -362,3 +362,33 @@ def test_racing_batches_never_overdraw_and_apply_each_key_once(db_url: str, tmp_
     finally:
         for p in platforms:
             p.close()
+
+
+def test_a_rail_whose_batch_call_raises_leaves_the_top_ups_pending_and_decides_the_rest(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The batch path sends its top-ups with the rail's `submit_many` when it has one: if that call raises as
+    a whole, every top-up stays pending (as after a lost answer, to be retried or settled by a statement) and
+    the batch's other payments are still decided and answered."""
+    platform = _platform(db_url, tmp_path, PiiVault.generate())
+    try:
+        (payer, other), (shop,) = _economy(platform, 2, 1, 50_000)
+
+        def rail_down(_instructions: Any) -> Any:
+            raise ConnectionError("rail down")
+
+        platform.payments.rail.submit_many = rail_down  # type: ignore[attr-defined]
+        answers = platform.payments.submit_batch(
+            [
+                TopUp("late-top-up", other, Money(7_000, CNY), "tok"),
+                MerchantPayment("buy", payer, shop, Money(1_000, CNY)),
+            ],
+            member="m",
+        )
+        assert answers[0].status_code == 202 and answers[0].body["status"] == "pending", answers[0].body
+        assert answers[1].status_code == 201, answers[1].body
+        assert _balance(platform, other) == 50_000  # not credited until the bank answers
+        assert _balance(platform, payer) == 49_000
+        assert platform.ledger.audit().clean
+    finally:
+        platform.close()

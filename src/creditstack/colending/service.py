@@ -123,6 +123,13 @@ _PARTNER_OUTSTANDING = (
 _SETTLEMENT_STATUS = (
     sa.update(t.settlements).where(_s.id == sa.bindparam("settlement")).values(status=sa.bindparam("outcome"))
 )
+#: Settlements whose payment the rail has not answered yet (sent again by `settle`), oldest first.
+_UNANSWERED = (
+    sa.select(_s.id, _s.end_to_end_id, _s.net_minor, _s.currency, _p.bank_account_token)
+    .join(t.partners, _p.id == _s.partner_id)
+    .where(_s.status == "submitted", _s.net_minor != 0, _s.business_date <= sa.bindparam("day"))
+    .order_by(_s.business_date, _s.partner_id)
+)
 
 
 class PartnerNotFound(NotFound):
@@ -468,6 +475,7 @@ class ColendingService:
                 f"{day} is after the business date {current}: nothing can be settled for it", field="business_date"
             )
         self.process_all()
+        self._send_unanswered(day)
         partners = self.db.run(lambda conn: conn.execute(_SETTLEMENT_CANDIDATES, {"day": day}).all(), readonly=True)
         already = sum(1 for partner in partners if partner.settled)
         to_settle = [partner for partner in partners if partner.pending and not partner.settled]
@@ -484,19 +492,13 @@ class ColendingService:
             }
             made, settled_meanwhile = self.db.run(lambda conn: self._settle_partners(conn, to_settle, accounts, day))
             already += settled_meanwhile
-        outcomes: list[dict[str, str]] = []
-        for settlement in made:
-            if settlement["net"]:
-                outcome = self.payments.rail.submit(
-                    RailInstruction(
-                        end_to_end_id=settlement["end_to_end_id"],
-                        direction="pay_out" if settlement["net"] > 0 else "collect",
-                        amount_minor=abs(settlement["net"]),
-                        currency=settlement["currency"],
-                        account_reference=settlement["bank_account_token"],
-                    )
-                )
-                outcomes.append({"settlement": settlement["settlement_id"], "outcome": RailOutcome(outcome).value})
+        outcomes, failed = self._send(
+            [
+                (s["settlement_id"], s["end_to_end_id"], s["net"], s["currency"], s["bank_account_token"])
+                for s in made
+                if s["net"]
+            ]
+        )
 
         def record(conn: Connection) -> list[dict[str, Any]]:  # the rail's answers, and the statements
             if outcomes:
@@ -504,9 +506,49 @@ class ColendingService:
             return [_statement(conn, settlement["partner_id"], day) for settlement in made]
 
         statements = self.db.run(record, readonly=not outcomes) if made else []
+        if failed is not None:  # the others were sent and their answers kept; this one is sent again next run
+            raise failed
         if already and not statements:
             raise SettlementExists(f"every partner is settled for {day}")
         return statements
+
+    def _send(
+        self, instructions: list[tuple[str, str, int, str, str]]
+    ) -> tuple[list[dict[str, str]], Exception | None]:
+        """Each settlement's payment to the rail (settlement id, end-to-end id, net, currency, bank token):
+        the answers, and the first error a submission raised. A submission that raises does not stop the
+        others; its settlement stays `submitted` (no answer), and the next `settle` sends it again under the
+        same end-to-end id, which the rail treats as the same instruction."""
+        outcomes: list[dict[str, str]] = []
+        failed: Exception | None = None
+        for settlement_id, end_to_end_id, net, currency, token in instructions:
+            try:
+                outcome = self.payments.rail.submit(
+                    RailInstruction(
+                        end_to_end_id=end_to_end_id,
+                        direction="pay_out" if net > 0 else "collect",
+                        amount_minor=abs(net),
+                        currency=currency,
+                        account_reference=token,
+                    )
+                )
+            except Exception as exc:  # a lost answer: recorded as none, sent again next run
+                failed = failed or exc
+                continue
+            outcomes.append({"settlement": settlement_id, "outcome": RailOutcome(outcome).value})
+        return outcomes, failed
+
+    def _send_unanswered(self, through: date) -> None:
+        """Settlements through `through` whose payment has no answer from the rail yet (a submission that
+        raised, or a run stopped between the settlement's commit and the rail): sent again, answers kept."""
+        rows = self.db.run(lambda conn: conn.execute(_UNANSWERED, {"day": through}).all(), readonly=True)
+        if not rows:
+            return
+        outcomes, failed = self._send([(r[0], r[1], int(r[2]), r[3], r[4]) for r in rows])
+        if outcomes:
+            self.db.run(lambda conn: conn.execute(_SETTLEMENT_STATUS, outcomes))
+        if failed is not None:
+            raise failed
 
     def _settle_partners(
         self,

@@ -106,7 +106,10 @@ class Database:
         """
         shared: Connection | None = getattr(self._batch, "conn", None)
         if shared is not None:
-            if readonly:  # a read has nothing to roll back: no savepoint (two statements saved per read)
+            if readonly and self.is_sqlite:
+                # A read has nothing to roll back, and on SQLite a failed statement leaves the transaction
+                # usable: no savepoint (two statements saved per read). PostgreSQL aborts the whole
+                # transaction on any error, so there a read keeps its savepoint and the batch survives it.
                 yield shared
                 return
             with shared.begin_nested():
@@ -132,7 +135,7 @@ class Database:
         are not retried inside a batch (the batch holds its locks to the end): they surface to the caller.
         Only this thread's work joins; other threads keep their own transactions (on SQLite they wait for
         the batch to commit). Batches do not nest. Read-only work (`readonly=True`) inside a batch runs on
-        the batch's connection without a savepoint: it has nothing to roll back.
+        the batch's connection without a savepoint on SQLite: it has nothing to roll back.
         """
         if getattr(self._batch, "conn", None) is not None:
             raise RuntimeError("a batch is already open in this thread")

@@ -260,7 +260,10 @@ class PaymentBatch:
         rail = self.service.rail
         submit_many = getattr(rail, "submit_many", None)  # a rail that takes a batch at once (optional)
         if submit_many is not None:
-            outcomes = submit_many(instructions)
+            try:
+                outcomes = submit_many(instructions)
+            except Exception:  # as a lost answer for each: they stay pending, the batch goes on
+                outcomes = [None] * len(instructions)
             for index, outcome in zip(indices, outcomes, strict=True):
                 self.rail_outcomes[index] = None if outcome is None else RailOutcome(outcome)
             return
