@@ -139,6 +139,26 @@ class Visitor:
         self.refused.add(self.site.base_url + path)
         return int(self.open(path).status)
 
+    def drawn_charts(self) -> list[dict[str, Any]]:
+        """Wait until every chart of the open page is drawn; each chart's id, data rows, SVGs, marks (bars,
+        lines, points) and rule marks."""
+        self.page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-chart]')].every(e => e.dataset.state === 'drawn')",
+            timeout=CHART_TIMEOUT_MS,
+        )
+        charts: list[dict[str, Any]] = self.page.eval_on_selector_all(
+            "[data-chart]",
+            """views => views.map(view => ({
+                id: view.dataset.chart,
+                data: JSON.parse(document.getElementById(view.dataset.chart).textContent).data.values.length,
+                svg: view.querySelectorAll('svg.marks').length,
+                marks: view.querySelectorAll('svg.marks g.mark-rect path, svg.marks g.mark-line path, '
+                    + 'svg.marks g.mark-symbol path').length,
+                rules: view.querySelectorAll('svg.marks g.mark-rule.role-mark line').length,
+            }))""",
+        )
+        return charts
+
     def close(self) -> None:
         self.context.close()
         assert self.problems == [], self.problems

@@ -42,7 +42,6 @@ def _kit() -> Any:
 kit = _kit()
 book = kit.load_sibling("test_console.py", "_console_book")  # the one builder of the console's test book
 START, PARTNER, OTHER_PARTNER, PARTNER_MEMBER = book.START, book.PARTNER, book.OTHER_PARTNER, book.PARTNER_MEMBER
-CHART_TIMEOUT_MS = kit.CHART_TIMEOUT_MS
 
 
 @dataclass
@@ -91,20 +90,7 @@ class Visitor(kit.Visitor):
         """Open a page and wait until each of its charts is an SVG with marks drawn from non-empty data."""
         response = self.open(path)
         assert response.status == 200, path
-        self.page.wait_for_function(
-            "() => [...document.querySelectorAll('[data-chart]')].every(e => e.dataset.state === 'drawn')",
-            timeout=CHART_TIMEOUT_MS,
-        )
-        charts: list[dict[str, Any]] = self.page.eval_on_selector_all(
-            "[data-chart]",
-            """views => views.map(view => ({
-                id: view.dataset.chart,
-                data: JSON.parse(document.getElementById(view.dataset.chart).textContent).data.values.length,
-                svg: view.querySelectorAll('svg.marks').length,
-                marks: view.querySelectorAll('svg.marks g.mark-rect path, svg.marks g.mark-line path, '
-                    + 'svg.marks g.mark-symbol path').length,
-            }))""",
-        )
+        charts = self.drawn_charts()
         assert len(charts) == expected, (path, charts)
         for chart in charts:
             assert chart["data"] > 0 and chart["svg"] == 1 and chart["marks"] > 0, (path, chart)

@@ -41,7 +41,6 @@ def _kit() -> Any:
 
 kit = _kit()
 Visitor = kit.Visitor
-CHART_TIMEOUT_MS = kit.CHART_TIMEOUT_MS
 CHARTS = ("calibration-chart", "distribution-chart", "psi-chart", "csi-chart", "fairness-chart")
 #: Threshold rules drawn on each chart that has them (watch and act; four-fifths).
 RULES = {"psi-chart": 2, "csi-chart": 2, "fairness-chart": 1}
@@ -76,21 +75,7 @@ def test_the_scoring_page_draws_every_chart_under_the_csp(site: Site) -> None:
         operator.page.click('nav.side a[href="/console/scoring"]')
     assert operator.page.url.endswith("/console/scoring")
     assert operator.page.locator('nav.side a[aria-current="page"]').inner_text() == "Models and monitoring"
-    operator.page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-chart]')].every(e => e.dataset.state === 'drawn')",
-        timeout=CHART_TIMEOUT_MS,
-    )
-    charts: list[dict[str, Any]] = operator.page.eval_on_selector_all(
-        "[data-chart]",
-        """views => views.map(view => ({
-            id: view.dataset.chart,
-            data: JSON.parse(document.getElementById(view.dataset.chart).textContent).data.values.length,
-            svg: view.querySelectorAll('svg.marks').length,
-            marks: view.querySelectorAll('svg.marks g.mark-rect path, svg.marks g.mark-line path, '
-                + 'svg.marks g.mark-symbol path').length,
-            rules: view.querySelectorAll('svg.marks g.mark-rule.role-mark line').length,
-        }))""",
-    )
+    charts = operator.drawn_charts()
     assert [chart["id"] for chart in charts] == list(CHARTS)
     for chart in charts:
         assert chart["data"] > 0 and chart["svg"] == 1 and chart["marks"] > 0, chart
