@@ -8,7 +8,8 @@ record what they processed (`advance_consumer`) in the same transaction as their
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from creditstack.core import sequence
+from creditstack.core.db import driver_connection
 from creditstack.core.idempotency import bulk_insert
 from creditstack.core.tables import CoreTables
 
@@ -97,6 +99,47 @@ def read_after(
         StoredEvent(r.position, r.topic, r.aggregate_id, r.business_date, r.created_at, r.payload)
         for r in conn.execute(query)
     ]
+
+
+#: An event as `read_rows_after` returns it: (position, topic, aggregate id, business date, payload).
+EventRow = tuple[int, str, str, date, Mapping[str, Any]]
+_json_decoder = json.JSONDecoder()
+
+
+def read_rows_after(conn: Connection, tables: CoreTables, position: int, limit: int = 1000) -> list[EventRow]:
+    """`read_after` for a consumer that folds many thousands of events: the same events, as plain tuples,
+    read through the driver (no statement building, no row objects; payloads decoded once)."""
+    postgres = conn.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    sql = (
+        f'SELECT "position", topic, aggregate_id, business_date, payload FROM {tables.outbox.name} '
+        f'WHERE "position" > {mark} ORDER BY "position" LIMIT {mark}'
+    )
+    cur = driver_connection(conn).cursor()
+    try:
+        cur.execute(sql, (position, min(limit, OUTBOX_PAGE_MAX)))
+        fetched = cur.fetchall()
+    finally:
+        cur.close()
+    days: dict[Any, date] = {}
+    rows: list[EventRow] = []
+    for event_position, topic, aggregate_id, business_date, payload in fetched:
+        day = days.get(business_date)
+        if day is None:  # SQLite hands dates back as text
+            day = days[business_date] = (
+                business_date if isinstance(business_date, date) else date.fromisoformat(business_date)
+            )
+        rows.append((int(event_position), topic, aggregate_id, day, _decoded(payload)))
+    return rows
+
+
+def _decoded(value: Any) -> Any:
+    if not isinstance(value, str):  # PostgreSQL's driver decodes JSONB itself
+        return value
+    try:
+        return _json_decoder.raw_decode(value)[0]  # `json.loads` without its whitespace checks
+    except ValueError:
+        return json.loads(value)
 
 
 @cache

@@ -37,7 +37,6 @@ consumer's consent, fills them later; until then they are missing and the models
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -331,7 +330,7 @@ class AccountState:
 
 
 #: An outbox event as the fold reads it: (position, topic, aggregate id, business date, payload).
-EventRow = tuple[int, str, str, date, Mapping[str, Any]]
+EventRow = outbox.EventRow
 Changes = tuple[tuple[int, int], ...]
 _LENDING = "lending."
 _I_INFLOW = INDEX["inflow_minor"]
@@ -684,7 +683,7 @@ class FeatureStore:
         def work(conn: Connection) -> int:
             position = self._lock(conn)
             cache = self._take_cache(position)
-            rows = _read_events(conn, position, min(limit, outbox.OUTBOX_PAGE_MAX))
+            rows = outbox.read_rows_after(conn, PLATFORM_CORE, position, limit)
             folder = None
             if rows:
                 folder = self._apply(conn, rows, cache)
@@ -932,44 +931,6 @@ def _pg_element(value: Any) -> str:
 
 def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
-
-
-_json_decoder = json.JSONDecoder()
-
-
-def _payload(value: Any) -> Any:
-    if not isinstance(value, str):  # PostgreSQL's driver decodes JSONB itself
-        return value
-    try:
-        return _json_decoder.raw_decode(value)[0]  # `json.loads` without its whitespace checks
-    except ValueError:
-        return json.loads(value)
-
-
-_OUTBOX = PLATFORM_CORE.outbox.name
-_READ_EVENTS_SQL = (
-    f'SELECT "position", topic, aggregate_id, business_date, payload FROM {_OUTBOX} '
-    'WHERE "position" > {p} ORDER BY "position" LIMIT {p}'
-)
-
-
-def _read_events(conn: Connection, position: int, limit: int) -> list[EventRow]:
-    """The outbox's next `limit` events after `position` (what `core.events.read_after` reads), as rows."""
-    postgres = _is_postgres(conn)
-    cur = driver_connection(conn).cursor()
-    try:
-        cur.execute(_READ_EVENTS_SQL.format(p="%s" if postgres else "?"), (position, limit))
-        fetched = cur.fetchall()
-    finally:
-        cur.close()
-    days: dict[Any, date] = {}
-    rows: list[EventRow] = []
-    for event_position, topic, aggregate_id, business_date, payload in fetched:
-        day = days.get(business_date)
-        if day is None:
-            day = days[business_date] = _as_date(business_date)
-        rows.append((int(event_position), topic, aggregate_id, day, _payload(payload)))
-    return rows
 
 
 def _load_accounts(conn: Connection, column: str, keys: set[str]) -> dict[str, AccountState]:
