@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -697,5 +698,61 @@ def test_hold_expiry_given_with_a_non_utc_offset(db_url: str, tmp_path: Path) ->
         assert ledger.get_account(w.id).available_minor == 1_000
         assert ledger.get_hold(hold.hold_id)["status"] == "expired"
         assert ledger.execute(PostHold(MEMBER, "p", hold.hold_id)).error_code == "ledger.hold_expired"
+    finally:
+        platform.close()
+
+
+def test_caller_keyed_posting_answers_alike_and_stores_no_outcome(db_url: str, tmp_path: Path) -> None:
+    """`post_in_transaction(caller_keyed=True)`: the same results (bodies, seqs, refusals) as a keyed post
+    from the same state, the entries carry their keys, and no outcome is stored under them; a key repeated
+    within the call is the caller's mistake (ValueError, nothing written)."""
+    platform, _ = _fresh(db_url, tmp_path)
+
+    class Undo(Exception):
+        pass
+
+    try:
+        ledger, db = platform.ledger, platform.db
+        bank = ledger.open_account(member=MEMBER, code="bank", currency="CNY", type="asset")
+        w = ledger.open_account(member=MEMBER, code="w", currency="CNY", type="liability", no_overdraft=True)
+        shop = ledger.open_account(member=MEMBER, code="shop", currency="CNY", type="liability")
+
+        def program(prefix: str) -> list[Command]:
+            return [
+                transfer(MEMBER, f"{prefix}-fund", bank.id, w.id, 500, "CNY"),
+                transfer(MEMBER, f"{prefix}-buy", w.id, shop.id, 300, "CNY"),
+                transfer(MEMBER, f"{prefix}-over", w.id, shop.id, 300, "CNY"),  # refused: 200 left
+                transfer(MEMBER, f"{prefix}-back", shop.id, w.id, 300, "CNY"),
+            ]
+
+        trusted: list[CommandResult] = []
+
+        def rolled_back(conn: Any) -> None:
+            trusted.extend(ledger.post_in_transaction(conn, program("k"), caller_keyed=True))
+            raise Undo
+
+        with pytest.raises(Undo):
+            db.run(rolled_back)
+        keyed = db.run(lambda conn: ledger.post_in_transaction(conn, program("k")))
+        assert [r.error_code for r in trusted] == [None, None, "ledger.insufficient_funds", None]
+        assert [(r.status_code, r.replayed, r.body) for r in trusted] == [
+            (r.status_code, r.replayed, r.body) for r in keyed
+        ]
+        done = db.run(lambda conn: ledger.post_in_transaction(conn, program("c"), caller_keyed=True))
+        assert [r.error_code for r in done] == [None, None, None, None]  # 500 on the wallet before it
+        with db.engine.connect() as conn:
+            stored = set(
+                conn.execute(sa.text("SELECT key FROM idempotency_keys WHERE member = :m"), {"m": MEMBER}).scalars()
+            )
+            journal = set(conn.execute(sa.text("SELECT idempotency_key FROM ledger_entries")).scalars())
+        assert {"k-fund", "k-buy", "k-over", "k-back"} <= stored
+        assert not {k for k in stored if k.startswith("c-")}
+        assert {"c-fund", "c-buy", "c-over", "c-back"} <= journal
+        before = ledger.get_account(w.id)
+        repeat = [transfer(MEMBER, "c-twice", bank.id, w.id, 1, "CNY")] * 2
+        with pytest.raises(ValueError, match="distinct keys"):
+            db.run(lambda conn: ledger.post_in_transaction(conn, repeat, caller_keyed=True))
+        assert ledger.get_account(w.id) == before
+        assert ledger.audit().clean
     finally:
         platform.close()

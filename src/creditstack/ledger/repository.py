@@ -352,6 +352,7 @@ class BatchWrite:
     business_date: date
     now: datetime
     commit_clock: Callable[[], datetime]  # read again after the journal numbers are taken: commit order
+    store_outcomes: bool = True  # False: the caller's own records make each command happen once
 
 
 def write_batch(conn: Connection, batch: BatchWrite) -> None:
@@ -417,7 +418,8 @@ def write_batch(conn: Connection, batch: BatchWrite) -> None:
             for i in expired_ids
         ]
         conn.execute(stmt, rows)
-    _insert_keys(conn, batch)
+    if batch.store_outcomes:
+        _insert_keys(conn, batch)
 
 
 def _hold_command(decisions: Decisions, hold_id: str) -> Any:

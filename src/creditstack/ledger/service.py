@@ -424,7 +424,7 @@ class LedgerService:
         return self._run_batch(commands, linked, self._commit_groups)
 
     def post_in_transaction(
-        self, conn: Connection, commands: Sequence[Command], *, linked: bool = False
+        self, conn: Connection, commands: Sequence[Command], *, linked: bool = False, caller_keyed: bool = False
     ) -> list[CommandResult]:
         """Decide and write `commands` inside the caller's transaction (same database), uncommitted.
 
@@ -432,8 +432,17 @@ class LedgerService:
         counter, an outbox event): the caller takes its own row locks first, calls this, writes its rows
         and commits. The journal numbers are taken here, so call it as the caller's last ledger step and
         commit promptly. Business rejections come back as results, never as exceptions.
+
+        `caller_keyed`: the caller's own records, written in this transaction, already make each command
+        happen once — its key names a step of an object of the caller's (`payments:{payment id}:settle`)
+        taken under that object's lock, and a repeat of the request is answered from the caller's own
+        idempotency record. The ledger then neither looks the keys up nor stores an outcome under them
+        (the entry still carries its key); distinct keys within the call are the caller's promise
+        (`ValueError` if broken). Results are the same as without it.
         """
-        return self._run_batch(commands, linked, lambda groups: self._decide_and_write(conn, groups))
+        return self._run_batch(
+            commands, linked, lambda groups: self._decide_and_write(conn, groups, caller_keyed=caller_keyed)
+        )
 
     def _run_batch(
         self,
@@ -537,11 +546,13 @@ class LedgerService:
                 if attempt > KEY_COLLISION_RETRIES_MAX or "idempotency" not in str(exc).lower():
                     raise
 
-    def _decide_and_write(self, conn: Connection, groups: Sequence[Sequence[Command]]) -> list[CommandResult]:
+    def _decide_and_write(
+        self, conn: Connection, groups: Sequence[Sequence[Command]], *, caller_keyed: bool = False
+    ) -> list[CommandResult]:
         now = self.clock.now()
         today = business_dates.current(conn, PLATFORM_CORE, SERVICE)
         flat = [c for g in groups for c in g]
-        stored = repo.lookup_keys(conn, [(c.member, c.key) for c in flat])
+        stored = {} if caller_keyed else repo.lookup_keys(conn, [(c.member, c.key) for c in flat])
         outcomes: list[list[Outcome]] = []
         pending: list[list[Outcome]] = []
         seen: dict[tuple[str, str], Outcome] = {}
@@ -551,8 +562,10 @@ class LedgerService:
             group_outcomes = []
             fresh = []
             for command in group:
-                outcome = Outcome(command, command.request_hash())
+                outcome = Outcome(command, "" if caller_keyed else command.request_hash())
                 pair = (command.member, command.key)
+                if caller_keyed and pair in seen:
+                    raise ValueError(f"caller-keyed commands must carry distinct keys: {command.key!r} repeats")
                 prior = stored.get(pair)
                 if prior is not None:
                     if prior.request_hash != outcome.request_hash:
@@ -590,7 +603,12 @@ class LedgerService:
             state = self._load_state(conn, [o.command for g in pending for o in g], now)
             initial = {i: a.copy_totals() for i, a in state.accounts.items()}
             decisions = evaluate(state, pending)
-            repo.write_batch(conn, repo.BatchWrite(decisions, initial, state.accounts, today, now, self.clock.now))
+            repo.write_batch(
+                conn,
+                repo.BatchWrite(
+                    decisions, initial, state.accounts, today, now, self.clock.now, store_outcomes=not caller_keyed
+                ),
+            )
         bd_text = today.isoformat()
         for outcome, first in duplicates:
             outcome.stored = first.to_json(bd_text)

@@ -557,7 +557,7 @@ class _Run:
                 results: list[CommandResult] = []
                 break
             savepoint = self.conn.begin_nested()
-            results = service.ledger.post_in_transaction(self.conn, commands)
+            results = service.ledger.post_in_transaction(self.conn, commands, caller_keyed=True)  # as `_post`
             now_refused = set()
             for index, result in zip(sent, results, strict=True):
                 if not result.ok:

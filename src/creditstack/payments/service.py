@@ -634,7 +634,10 @@ class PaymentsService:
             )
 
     def _post(self, conn: Connection, commands: Sequence[Command]) -> list[CommandResult]:
-        return self.ledger.post_in_transaction(conn, commands, linked=len(commands) > 1)
+        """Post in the payment's own transaction. Every key names one step of one payment
+        (`payments:{payment id}:{step}`), taken once under the payment row's state machine and answered on a
+        repeat from the payment's own idempotency record: the ledger keeps no outcome of its own for it."""
+        return self.ledger.post_in_transaction(conn, commands, linked=len(commands) > 1, caller_keyed=True)
 
     def _payment_row(
         self,
