@@ -99,6 +99,7 @@ movements = sa.Table(
         sqlite_where=sa.text("settlement_id IS NULL"),
     ),
     sa.Index("ix_colending_movements_account", "account_ref"),
+    sa.Index("ix_colending_movements_settlement", "settlement_id"),  # a statement's movements
 )
 
 settlements = sa.Table(
