@@ -11,6 +11,12 @@ operations (service calls) and outbox events per consumer-month. Baseline, measu
 fresh database of its own: the ledger's batched posting rate (`LedgerService.submit`, two-posting
 transfers in batches of 10,000) — the floor under every payment, since each is one journal entry.
 
+A second baseline, after the run: the raw write floor — every row the run left in the platform database,
+written by plain `executemany` into a freshly migrated database (same indexes, constraints, triggers and
+pragmas), parents first, 10,000 rows a transaction, timed without the reading. No code that leaves those
+rows behind can be faster; `run_over_floor` says how far above it the platform runs, and
+`raw_write_floor.minutes_per_100k_x_12` what the floor alone costs at the target's size.
+
 The target is on 100,000 consumers × 12 months (1.2 million consumer-months) in ≤ 10 minutes. A smaller run
 reports `minutes_per_100k_x_12` extrapolated linearly in consumer-months (marked `"extrapolated": true`),
 which is optimistic: end of day grows with the book.
